@@ -1,0 +1,62 @@
+"""vlm2vec-core: VLM2Vec-V2 embeddings for text, images, PDF pages and video clips in one vector space.
+
+Importing this package is light: torch and transformers load only when a local encoder first runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError, MissingDependencyError
+from .fake import FakeEncoder
+from .protocol import Encoder
+from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
+from .types import Input, Page, VideoClip, as_input
+
+if TYPE_CHECKING:
+    from .local import VLM2VecEncoder
+    from .loading import ModelNotFoundError
+    from .pdf import pdf_pages
+    from .video import read_video_frames, video_clips
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "VLM2VecEncoder": "local",
+    "ModelNotFoundError": "loading",
+    "pdf_pages": "pdf",
+    "video_clips": "video",
+    "read_video_frames": "video",
+}
+
+__all__ = [
+    "PRESETS",
+    "Encoder",
+    "FakeEncoder",
+    "Input",
+    "InputError",
+    "Instruction",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "Page",
+    "TaskPreset",
+    "VLM2VecEncoder",
+    "VideoClip",
+    "as_input",
+    "build_prompt",
+    "get_preset",
+    "pdf_pages",
+    "read_video_frames",
+    "video_clips",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vlm2vec_core' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,47 @@
+"""Typed errors raised at the library's boundary."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class InputError(ValueError):
+    """An input (file, page, clip, image or text) that cannot be embedded.
+
+    The message names the source, the place inside it (page, time) when there is one, and the reason.
+    The parts are kept as attributes so callers can report them their own way.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | PathLike[str] | None = None,
+        location: str | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.source = None if source is None else str(source)
+        self.location = location
+        self.index = index
+        where = ", ".join(part for part in (self.source, location) if part)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+    def with_index(self, index: int) -> InputError:
+        """The same error, tagged with the position of the failing item in a batch."""
+        if self.source is None and self.location is None:
+            err = InputError(self.reason, location=f"input {index}", index=index)
+        else:
+            err = InputError(self.reason, source=self.source, location=self.location, index=index)
+        err.__cause__ = self.__cause__ or self
+        return err
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency (an extra) is not installed."""
+
+
+def require_extra(extra: str, modules: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"{modules} is needed for this; install it with: pip install \"vlm2vec-core[{extra}]\""
+    )

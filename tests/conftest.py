@@ -1,0 +1,33 @@
+"""Session fixtures: the tiny random checkpoint and adapters, built offline once per test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach the network: a Hub id must fail fast, not hang on retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from tinymodel import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-qwen2vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tinymodel import build_dora_adapter
+
+    return build_dora_adapter(tiny_model_dir, tmp_path_factory.mktemp("tiny-dora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from vlm2vec_core import VLM2VecEncoder
+
+    return VLM2VecEncoder(tiny_model_dir).load()

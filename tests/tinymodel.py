@@ -1,0 +1,219 @@
+"""Builds test checkpoints offline: a tiny random Qwen2-VL (own tokenizer, few layers) and a DoRA adapter.
+
+They are saved with ``save_pretrained`` and loaded back through the same ``from_pretrained`` path as the
+published checkpoints. Weights are drawn with a large std (0.5) so that the pooled vector really depends on
+positions, pixels and prompt: with the default 0.02 a tiny model barely mixes tokens and fidelity tests would
+pass whatever the code did.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+SENTENCES = [
+    "Find a document image that matches the given query: quarterly revenue by region",
+    "Understand the content of the provided document image.",
+    "Find a video that contains the following visual content: a red ball rolls across the floor",
+    "Understand the content of the provided video.",
+    "Find the clip that corresponds to the given text: the speaker shows the chart",
+    "Understand the content of the provided video clip.",
+    "Find me an everyday image that matches the given caption: a dog on a beach",
+    "Represent the given image.",
+    "Find an image caption describing the given everyday image.",
+    "Represent the given image with the following question: what is the total?",
+    "Represent the given image for classification",
+    "Recognize the category of the video content.",
+    "The quick brown fox jumps over the lazy dog. Invoices, tables, charts and slides.",
+    "0123456789 page figure table section results conclusion abstract introduction",
+]
+
+TINY_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+}
+TINY_VISION = {
+    "depth": 2,
+    "embed_dim": 32,
+    "hidden_size": 64,
+    "num_heads": 2,
+    "mlp_ratio": 2,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+}
+# Qwen2-VL-2B-Instruct's architecture (for timing with random weights; no download needed).
+QWEN2VL_2B_TEXT = {
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    "vocab_size": 151936,
+}
+QWEN2VL_2B_VISION = {
+    "depth": 32,
+    "embed_dim": 1280,
+    "hidden_size": 1536,
+    "num_heads": 16,
+    "mlp_ratio": 4,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+}
+
+
+def build_tokenizer(vocab_size: int = 512) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(SENTENCES, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=32768,
+    )
+
+
+def build_processor(tokenizer: Any) -> Any:
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    # The base model's own config says 12,845,056 max pixels; the encoder fits images itself either way.
+    image_processor = Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=3136, max_pixels=12845056)
+    return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor)
+
+
+def build_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    eos = ids["<|endoftext|>"]
+    text = {"vocab_size": len(tokenizer), "bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos, **text}
+    return Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def randomize(model: Any, std: float, seed: int) -> None:
+    """Weight matrices ~ N(0, std); norms stay at 1, biases at 0."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim >= 2:
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+            elif "norm" not in name and "ln" not in name:
+                param.zero_()
+
+
+def build_tiny_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
+    """A random Qwen2-VL with a few layers, its own tokenizer and processor, saved with save_pretrained."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    tokenizer = build_tokenizer()
+    config = build_config(tokenizer, TINY_TEXT, TINY_VISION)
+    model = Qwen2VLForConditionalGeneration(config)
+    randomize(model, std, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_full_size_checkpoint(out: Path, *, seed: int = 0) -> Path:
+    """Qwen2-VL-2B's exact architecture with random weights (std 0.02): timing only."""
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    tokenizer = build_tokenizer()
+    config = build_config(tokenizer, QWEN2VL_2B_TEXT, QWEN2VL_2B_VISION)
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).to(torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_dora_adapter(base: Path, out: Path, *, seed: int = 1, old_layout: bool = False) -> Path:
+    """A DoRA adapter on the language model's projections (as VLM2Vec-V2's), with non-zero weights.
+
+    ``old_layout`` rewrites the saved keys as transformers 4.x named the modules (``model.layers``), which is
+    how the published VLM2Vec adapters are keyed.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2VLForConditionalGeneration
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(base))
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        use_dora=True,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        init_lora_weights="gaussian",
+    )
+    peft_model = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # zero by default, which would make the adapter a no-op
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    peft_model.save_pretrained(str(out))
+    cfg_path = out / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = str(base)
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    if old_layout:
+        weights = out / "adapter_model.safetensors"
+        state = load_file(str(weights))
+        renamed = {k.replace(".model.language_model.", ".model."): v for k, v in state.items()}
+        assert renamed.keys() != state.keys()
+        save_file(renamed, str(weights))
+    return out
