@@ -199,6 +199,7 @@ def build_dora_adapter(base: Path, out: Path, *, seed: int = 1, old_layout: bool
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         init_lora_weights="gaussian",
     )
+    torch.manual_seed(seed)  # lora_A's gaussian init uses the global generator
     peft_model = get_peft_model(model, config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

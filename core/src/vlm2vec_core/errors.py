@@ -29,10 +29,7 @@ class InputError(ValueError):
 
     def with_index(self, index: int) -> InputError:
         """The same error, tagged with the position of the failing item in a batch."""
-        if self.source is None and self.location is None:
-            err = InputError(self.reason, location=f"input {index}", index=index)
-        else:
-            err = InputError(self.reason, source=self.source, location=self.location, index=index)
+        err = InputError(self.reason, source=self.source, location=self.location or f"input {index}", index=index)
         err.__cause__ = self.__cause__ or self
         return err
 

@@ -116,7 +116,7 @@ def load_image(
         raise InputError(f"cannot decode image: {exc}", source=label) from exc
 
 
-def _open(fp: Any, label: str) -> Image.Image:
+def _open(fp: Any, label: str | None) -> Image.Image:
     try:
         return Image.open(fp)  # reads the header only
     except Image.DecompressionBombError as exc:
@@ -127,13 +127,12 @@ def _open(fp: Any, label: str) -> Image.Image:
         raise InputError(f"cannot open image: {exc}", source=label) from exc
 
 
-def _describe(src: Any) -> str:
+def _describe(src: Any) -> str | None:
     if isinstance(src, (str, Path)):
         return str(src)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return f"<{len(src)} bytes of image data>"
-    filename = getattr(src, "filename", "")
-    return filename or f"<{type(src).__name__}>"
+    return getattr(src, "filename", "") or None
 
 
 def fit_image(image: Image.Image, *, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> Image.Image:
