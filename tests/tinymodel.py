@@ -126,7 +126,13 @@ def build_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     eos = ids["<|endoftext|>"]
-    text = {"vocab_size": len(tokenizer), "bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos, **text}
+    text = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "pad_token_id": eos,
+        **text,
+    }
     return Qwen2VLConfig(
         text_config=text,
         vision_config=vision,

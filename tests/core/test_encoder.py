@@ -149,8 +149,9 @@ def test_video_is_one_input_of_uniform_frames_at_frame_zeros_size(tiny_encoder: 
     assert t == 4 and (h * 14, w * 14) == (prepared[0].frames[0].height, prepared[0].frames[0].width)
     assert len(features["video_grid_thw"]) == 1 and "pixel_values" not in features
     arrays = [np.asarray(f) for f in picked]  # HxWx3 uint8 frames work too
-    np.testing.assert_allclose(tiny_encoder.encode([Input(video=arrays)]), tiny_encoder.encode([Input(video=picked)]),
-                               atol=TOL)
+    np.testing.assert_allclose(
+        tiny_encoder.encode([Input(video=arrays)]), tiny_encoder.encode([Input(video=picked)]), atol=TOL
+    )
 
 
 def test_presets_change_the_vector(tiny_encoder: VLM2VecEncoder):
@@ -158,8 +159,9 @@ def test_presets_change_the_vector(tiny_encoder: VLM2VecEncoder):
     d = tiny_encoder.encode_documents(["revenue by region"])[0]
     raw = tiny_encoder.encode(["revenue by region"])[0]
     assert cosine(q, d) < 0.99 and cosine(q, raw) < 0.99
-    override = tiny_encoder.encode_queries(["revenue by region"], instruction="Find a document image that "
-                                           "matches the given query:")[0]
+    override = tiny_encoder.encode_queries(
+        ["revenue by region"], instruction="Find a document image that matches the given query:"
+    )[0]
     np.testing.assert_allclose(override, q, atol=TOL)
 
 
@@ -167,8 +169,9 @@ def test_image_sources_path_bytes_and_pil_agree(tiny_encoder: VLM2VecEncoder, tm
     img = picture(14)
     path = tmp_path / "p.png"
     img.save(path)
-    out = tiny_encoder.encode([Input(image=img), Input(image=path), Input(image=path.read_bytes()),
-                               Input(image=str(path))])
+    out = tiny_encoder.encode(
+        [Input(image=img), Input(image=path), Input(image=path.read_bytes()), Input(image=str(path))]
+    )
     np.testing.assert_allclose(out, np.repeat(out[:1], 4, axis=0), atol=TOL)
 
 
@@ -197,8 +200,9 @@ def test_bad_inputs_raise_or_are_collected(tiny_encoder: VLM2VecEncoder, tmp_pat
         tiny_encoder.encode([3])
 
 
-def test_dora_adapter_is_merged_at_load(tiny_model_dir: Path, tiny_adapter_dir: Path, tiny_encoder: VLM2VecEncoder,
-                                        mixed_inputs: list[object]):
+def test_dora_adapter_is_merged_at_load(
+    tiny_model_dir: Path, tiny_adapter_dir: Path, tiny_encoder: VLM2VecEncoder, mixed_inputs: list[object]
+):
     from peft import PeftModel
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -213,8 +217,9 @@ def test_dora_adapter_is_merged_at_load(tiny_model_dir: Path, tiny_adapter_dir: 
     np.testing.assert_allclose(ours, reference.encode(mixed_inputs), atol=TOL)
 
 
-def test_adapter_keyed_in_the_old_layout_loads_the_same(tiny_adapter_dir: Path, tmp_path: Path,
-                                                        mixed_inputs: list[object]):
+def test_adapter_keyed_in_the_old_layout_loads_the_same(
+    tiny_adapter_dir: Path, tmp_path: Path, mixed_inputs: list[object]
+):
     from safetensors.torch import load_file, save_file
 
     # Published VLM2Vec adapters name modules as transformers 4.x did: model.layers.N, not model.language_model.
@@ -225,7 +230,8 @@ def test_adapter_keyed_in_the_old_layout_loads_the_same(tiny_adapter_dir: Path, 
     assert renamed.keys() != weights.keys()
     save_file(renamed, str(old / "adapter_model.safetensors"))
     np.testing.assert_allclose(
-        VLM2VecEncoder(old).encode(mixed_inputs[:3]), VLM2VecEncoder(tiny_adapter_dir).encode(mixed_inputs[:3]),
+        VLM2VecEncoder(old).encode(mixed_inputs[:3]),
+        VLM2VecEncoder(tiny_adapter_dir).encode(mixed_inputs[:3]),
         atol=TOL,
     )
 
@@ -236,7 +242,10 @@ def test_adapter_that_does_not_fit_is_an_error(tiny_adapter_dir: Path, tmp_path:
     bad = tmp_path / "bad"
     shutil.copytree(tiny_adapter_dir, bad)
     weights = load_file(str(bad / "adapter_model.safetensors"))
-    save_file({k.replace("layers.", "blocks."): v for k, v in weights.items()}, str(bad / "adapter_model.safetensors"))
+    save_file(
+        {k.replace("layers.", "blocks."): v for k, v in weights.items()},
+        str(bad / "adapter_model.safetensors"),
+    )
     with pytest.raises(ValueError, match="does not fit its base model"):
         VLM2VecEncoder(bad).load()
 

@@ -9,34 +9,107 @@ from vlm2vec_core.tasks import resolve_instruction
 
 # (task, role, text, image, video) -> the exact prompt the model must see
 EXPECTED = [
-    ("visdoc", "query", "revenue 2023", False, False,
-     "Find a document image that matches the given query: revenue 2023"),
-    ("visdoc", "document", None, True, False,
-     "<|image_pad|> Understand the content of the provided document image."),
-    ("video", "query", "a cat jumps", False, False,
-     "Find a video that contains the following visual content: a cat jumps"),
+    (
+        "visdoc",
+        "query",
+        "revenue 2023",
+        False,
+        False,
+        "Find a document image that matches the given query: revenue 2023",
+    ),
+    (
+        "visdoc",
+        "document",
+        None,
+        True,
+        False,
+        "<|image_pad|> Understand the content of the provided document image.",
+    ),
+    (
+        "video",
+        "query",
+        "a cat jumps",
+        False,
+        False,
+        "Find a video that contains the following visual content: a cat jumps",
+    ),
     ("video", "document", None, False, True, "<|video_pad|> Understand the content of the provided video."),
-    ("moment", "query", "the goal", False, False, "Find the clip that corresponds to the given text: the goal"),
-    ("moment", "document", None, False, True,
-     "<|video_pad|> Understand the content of the provided video clip."),
-    ("moment_in_video", "query", "the goal", False, True,
-     "<|video_pad|> Find the clip that corresponds to the described scene in the given video: the goal"),
-    ("moment_in_video", "document", None, False, True,
-     "<|video_pad|> Understand the content of the provided video."),
-    ("image", "query", "a dog", False, False,
-     "Find me an everyday image that matches the given caption: a dog\n"),
+    (
+        "moment",
+        "query",
+        "the goal",
+        False,
+        False,
+        "Find the clip that corresponds to the given text: the goal",
+    ),
+    (
+        "moment",
+        "document",
+        None,
+        False,
+        True,
+        "<|video_pad|> Understand the content of the provided video clip.",
+    ),
+    (
+        "moment_in_video",
+        "query",
+        "the goal",
+        False,
+        True,
+        "<|video_pad|> Find the clip that corresponds to the described scene in the given video: the goal",
+    ),
+    (
+        "moment_in_video",
+        "document",
+        None,
+        False,
+        True,
+        "<|video_pad|> Understand the content of the provided video.",
+    ),
+    (
+        "image",
+        "query",
+        "a dog",
+        False,
+        False,
+        "Find me an everyday image that matches the given caption: a dog\n",
+    ),
     ("image", "document", None, True, False, "<|image_pad|>\nRepresent the given image.\n"),
-    ("image_to_text", "query", None, True, False,
-     "<|image_pad|>\nFind an image caption describing the given everyday image.\n"),
+    (
+        "image_to_text",
+        "query",
+        None,
+        True,
+        False,
+        "<|image_pad|>\nFind an image caption describing the given everyday image.\n",
+    ),
     ("image_to_text", "document", "a dog on a beach", False, False, "a dog on a beach"),
-    ("vqa", "query", "what is the total?", True, False,
-     "<|image_pad|>\nRepresent the given image with the following question: what is the total?\n"),
+    (
+        "vqa",
+        "query",
+        "what is the total?",
+        True,
+        False,
+        "<|image_pad|>\nRepresent the given image with the following question: what is the total?\n",
+    ),
     ("vqa", "document", "42", False, False, "42"),
-    ("image_classification", "query", None, True, False,
-     "<|image_pad|>\nRepresent the given image for classification\n"),
+    (
+        "image_classification",
+        "query",
+        None,
+        True,
+        False,
+        "<|image_pad|>\nRepresent the given image for classification\n",
+    ),
     ("image_classification", "document", "tabby cat", False, False, "tabby cat"),
-    ("video_classification", "query", None, False, True,
-     "<|video_pad|> Recognize the category of the video content."),
+    (
+        "video_classification",
+        "query",
+        None,
+        False,
+        True,
+        "<|video_pad|> Recognize the category of the video content.",
+    ),
     ("video_classification", "document", "playing guitar", False, False, "playing guitar"),
 ]
 
@@ -50,15 +123,29 @@ def test_preset_prompt_is_exact(task: str, role: str, text: str | None, image: b
 def test_every_preset_is_covered_for_both_roles():
     covered = {(task, role) for task, role, *_ in EXPECTED}
     assert covered == {(name, role) for name in PRESETS for role in ("query", "document")}
-    assert {"visdoc", "video", "moment", "image", "image_to_text", "vqa", "image_classification",
-            "video_classification"} <= set(PRESETS)
+    assert {
+        "visdoc",
+        "video",
+        "moment",
+        "image",
+        "image_to_text",
+        "vqa",
+        "image_classification",
+        "video_classification",
+    } <= set(PRESETS)
 
 
 def test_no_chat_template_tokens_anywhere():
     for preset in PRESETS.values():
         for instr in (preset.query, preset.document):
             prompt = instr.prompt("x", image=True, video=True)
-            for token in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|endoftext|>"):
+            for token in (
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|vision_start|>",
+                "<|vision_end|>",
+                "<|endoftext|>",
+            ):
                 assert token not in prompt
 
 

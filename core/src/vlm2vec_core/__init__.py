@@ -14,8 +14,8 @@ from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
 
 if TYPE_CHECKING:
-    from .local import VLM2VecEncoder
     from .loading import ModelNotFoundError
+    from .local import VLM2VecEncoder
     from .pdf import pdf_pages
     from .video import read_video_frames, video_clips
 

@@ -39,6 +39,4 @@ class MissingDependencyError(ImportError):
 
 
 def require_extra(extra: str, modules: str) -> MissingDependencyError:
-    return MissingDependencyError(
-        f"{modules} is needed for this; install it with: pip install \"vlm2vec-core[{extra}]\""
-    )
+    return MissingDependencyError(f'{modules} is needed for this; install it with: pip install "vlm2vec-core[{extra}]"')

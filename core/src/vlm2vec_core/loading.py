@@ -51,9 +51,7 @@ def resolve_checkpoint(model: str | Path, base_model: str | Path | None = None) 
 
 
 def _has_processor(path: Path) -> bool:
-    return any((path / f).is_file() for f in _PROCESSOR_FILES) and any(
-        (path / f).is_file() for f in _TOKENIZER_FILES
-    )
+    return any((path / f).is_file() for f in _PROCESSOR_FILES) and any((path / f).is_file() for f in _TOKENIZER_FILES)
 
 
 def _local_dir(model: str | Path, adapter_of: str | None = None) -> Path:
@@ -65,11 +63,12 @@ def _local_dir(model: str | Path, adapter_of: str | None = None) -> Path:
         raise ModelNotFoundError(f"model directory {name!r} does not exist")
     try:
         from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name))
+        from huggingface_hub.errors import HfHubHTTPError
     except ImportError as exc:
         raise require_extra("local", "huggingface-hub") from exc
-    except Exception as exc:  # the hub client raises many unrelated types for "offline" and "not found"
+    try:
+        return Path(snapshot_download(name))
+    except (OSError, HfHubHTTPError, ValueError) as exc:  # offline, no such repo, gated, bad id
         what = f"base model {name!r} of adapter {adapter_of!r}" if adapter_of else f"model {name!r}"
         hint = "pass base_model=DIR" if adapter_of else "pass --model DIR (model=DIR)"
         raise ModelNotFoundError(

@@ -113,7 +113,7 @@ class VLM2VecEncoder(PresetMixin):
             if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
             else "sdpa"
         )
-        model = Qwen2VLForConditionalGeneration.from_pretrained(
+        model: Any = Qwen2VLForConditionalGeneration.from_pretrained(
             str(ckpt.weights), dtype=dtype, attn_implementation=attn
         )
         if ckpt.adapter is not None:
@@ -123,7 +123,12 @@ class VLM2VecEncoder(PresetMixin):
         self._processor = AutoProcessor.from_pretrained(str(ckpt.processor))
         self._processor.tokenizer.padding_side = "left"
         log.info(
-            "loaded %s on %s (%s, %s) in %.1f s", self.model_name, device, dtype, attn, time.perf_counter() - started
+            "loaded %s on %s (%s, %s) in %.1f s",
+            self.model_name,
+            device,
+            dtype,
+            attn,
+            time.perf_counter() - started,
         )
 
     # -- encoding ------------------------------------------------------------------------------------------
@@ -158,12 +163,13 @@ class VLM2VecEncoder(PresetMixin):
             source = iter(items)
             start = 0
             while chunk := list(islice(source, window)):
-                prepared = self._timed("prepare", lambda c=chunk, s=start: list(
-                    prepare_all(c, instruction, self.limits, start=s, errors=errors)
-                ))
+                prepared = self._timed(
+                    "prepare",
+                    lambda c=chunk, s=start: list(prepare_all(c, instruction, self.limits, start=s, errors=errors)),
+                )
                 for batch in _length_sorted_batches(prepared, batch_size):
                     rows = self._encode_batch(batch)
-                    vectors.update(zip((p.index for p in batch), rows))
+                    vectors.update(zip((p.index for p in batch), rows, strict=True))
                 bar.update(len(chunk))
                 start += len(chunk)
         order = sorted(vectors)
@@ -196,7 +202,7 @@ class VLM2VecEncoder(PresetMixin):
             padding=True,
             return_tensors="pt",
             images_kwargs={"do_resize": False},  # fitted already, exactly as upstream (PIL bicubic)
-            videos_kwargs={"do_resize": False, "do_sample_frames": False},
+            videos_kwargs={"do_resize": False, "do_sample_frames": False, "cap_pixels_per_frame": False},
         )
 
     def _forward(self, features: Any) -> np.ndarray:
@@ -206,9 +212,7 @@ class VLM2VecEncoder(PresetMixin):
             mask = features["attention_mask"]
             # The trained model saw plain 1-D positions for every token, visual ones included.
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            model_inputs = {
-                k: v for k, v in features.items() if k not in ("attention_mask", "mm_token_type_ids")
-            }
+            model_inputs = {k: v for k, v in features.items() if k not in ("attention_mask", "mm_token_type_ids")}
             for key in ("pixel_values", "pixel_values_videos"):
                 if key in model_inputs:
                     model_inputs[key] = model_inputs[key].to(self._model.dtype)

@@ -39,9 +39,8 @@ def smart_resize(
     if height <= 0 or width <= 0:
         raise ValueError(f"image has a zero side ({width}x{height})")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(
-            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 is over {MAX_ASPECT_RATIO}:1 ({width}x{height})"
-        )
+        ratio = max(height, width) / min(height, width)
+        raise ValueError(f"aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1 ({width}x{height})")
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -81,9 +80,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(
-    src: Any, *, name: str | None = None, max_decode_pixels: int = MAX_DECODE_PIXELS
-) -> Image.Image:
+def load_image(src: Any, *, name: str | None = None, max_decode_pixels: int = MAX_DECODE_PIXELS) -> Image.Image:
     """Open a PIL image, a path or bytes as an upright RGB image, or raise InputError naming it and why."""
     label = name or _describe(src)
     if isinstance(src, Image.Image):

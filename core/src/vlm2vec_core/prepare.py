@@ -13,7 +13,16 @@ from typing import Any
 from PIL import Image
 
 from .errors import InputError
-from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS, as_frame, fit_frames, fit_image, load_image, visual_tokens
+from .media import (
+    MAX_DECODE_PIXELS,
+    MAX_PIXELS,
+    MIN_PIXELS,
+    as_frame,
+    fit_frames,
+    fit_image,
+    load_image,
+    visual_tokens,
+)
 from .tasks import Instruction, as_instruction, build_prompt
 from .types import Input, VideoClip, as_input
 
@@ -82,9 +91,7 @@ def _video_frames(video: Any, limits: MediaLimits) -> list[Image.Image]:
             raise InputError("video has no frames", source="<frames>")
         picked = uniform_frame_indices(len(video), limits.num_frames)
         return [as_frame(video[i], name="<frames>", position=i) for i in picked]
-    raise TypeError(
-        f"a video must be a list of frames, a VideoClip or a path, not {type(video).__name__}"
-    )
+    raise TypeError(f"a video must be a list of frames, a VideoClip or a path, not {type(video).__name__}")
 
 
 def prepare_all(

@@ -28,19 +28,23 @@ class Encoder(Protocol):
         errors: list[InputError] | None = None,
     ) -> np.ndarray: ...
 
-    def encode_queries(
-        self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any
-    ) -> np.ndarray: ...
+    def encode_queries(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray: ...
 
-    def encode_documents(
-        self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any
-    ) -> np.ndarray: ...
+    def encode_documents(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray: ...
 
 
 class PresetMixin:
     """encode_queries / encode_documents in terms of encode and the task presets."""
 
-    def encode(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:  # pragma: no cover - overridden
+    def encode(
+        self,
+        inputs: Sequence[Any],
+        *,
+        instruction: Instruction | str | None = None,
+        batch_size: int = 8,
+        show_progress: bool | None = None,
+        errors: list[InputError] | None = None,
+    ) -> np.ndarray:  # pragma: no cover - every encoder overrides it
         raise NotImplementedError
 
     def encode_queries(

@@ -38,7 +38,11 @@ class Instruction:
 
 
 def build_prompt(
-    instruction: Instruction | str | None, text: str | None = None, *, image: bool = False, video: bool = False
+    instruction: Instruction | str | None,
+    text: str | None = None,
+    *,
+    image: bool = False,
+    video: bool = False,
 ) -> str:
     """The prompt of one input: instruction, then ``" " + text``, then the media pad tokens in front.
 
@@ -164,9 +168,7 @@ def get_preset(task: str) -> TaskPreset:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def resolve_instruction(
-    task: str, role: Role, instruction: Instruction | str | None = None
-) -> Instruction:
+def resolve_instruction(task: str, role: Role, instruction: Instruction | str | None = None) -> Instruction:
     """The instruction for one side of a task: the preset's, unless the caller overrides it."""
     preset = get_preset(task)
     if instruction is not None:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import numpy as np
     from PIL import Image
-
-    ImageLike = Union[Image.Image, str, Path, bytes]
-    Frame = Union[Image.Image, np.ndarray]
-    VideoLike = Union[Sequence[Frame], "VideoClip", str, Path]
 
 
 @dataclass(frozen=True, eq=False)
