@@ -298,3 +298,82 @@ def test_import_is_light_and_framework_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_one_model_call_per_batch_grouped_by_modality(tiny_model_dir: Path, mixed_inputs: list[object]):
+    enc = VLM2VecEncoder(tiny_model_dir, dtype="float32").load()
+    calls: list[int] = []
+    original = enc._forward
+
+    def counting(features):  # type: ignore[no-untyped-def]
+        calls.append(int(features["input_ids"].shape[0]))
+        return original(features)
+
+    enc._forward = counting  # type: ignore[method-assign]
+    items = mixed_inputs * 3  # 6 text, 9 image, 6 video inputs
+    enc.encode(items, batch_size=4)
+    assert sorted(calls) == sorted([4, 2, 4, 4, 1, 4, 2]), calls  # text 4+2, image 4+4+1, video 4+2
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        VLM2VecEncoder(tiny_model_dir, dtype="int8").load()
+
+
+def test_without_the_local_extra_core_still_works_and_says_what_to_install(tmp_path: Path):
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'peft'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import vlm2vec_core
+from vlm2vec_core import FakeEncoder, VLM2VecEncoder, MissingDependencyError
+print(FakeEncoder(dim=4).encode(['hi']).shape)
+try:
+    VLM2VecEncoder(sys.argv[1]).load()
+except MissingDependencyError as exc:
+    print(exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "(1, 4)"
+    assert 'pip install "vlm2vec-core[local]"' in lines[1]
+
+
+def test_loaders_feed_the_encoder(tiny_encoder: VLM2VecEncoder, tmp_path: Path):
+    import mediafixtures
+    from vlm2vec_core import pdf_pages, read_video_frames, video_clips
+
+    pdf = mediafixtures.make_pdf(tmp_path / "doc.pdf", n_pages=3)
+    video = mediafixtures.make_video(tmp_path / "clip.mp4", seconds=3.0, fps=10)
+    pages = list(pdf_pages(pdf, dpi=72))
+    clips = list(video_clips(video, clip_seconds=1.0))
+    page_vecs = tiny_encoder.encode_documents(pages)
+    clip_vecs = tiny_encoder.encode_documents(clips, task="moment")
+    assert page_vecs.shape == (3, 64) and clip_vecs.shape == (3, 64)
+    np.testing.assert_allclose(
+        page_vecs, tiny_encoder.encode_documents([Input(image=p.image) for p in pages]), atol=TOL
+    )
+    # a page as query finds itself first; so does a clip's frames
+    assert list((page_vecs @ page_vecs.T).argmax(axis=1)) == [0, 1, 2]
+    assert list((clip_vecs @ clip_vecs.T).argmax(axis=1)) == [0, 1, 2]
+    whole = tiny_encoder.encode([Input(video=video)])
+    np.testing.assert_allclose(whole, tiny_encoder.encode([Input(video=read_video_frames(video))]), atol=TOL)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    errors: list[InputError] = []
+    out = tiny_encoder.encode([Input(video=video), Input(video=bad), "text"], errors=errors)
+    assert out.shape == (2, 64)
+    assert errors[0].index == 1 and "bad.mp4" in str(errors[0])
+
+
+@pytest.mark.gpu
+def test_cuda_agrees_with_cpu(tiny_model_dir: Path, tiny_encoder: VLM2VecEncoder, mixed_inputs: list[object]):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    ref = tiny_encoder.encode(mixed_inputs)
+    fp32 = VLM2VecEncoder(tiny_model_dir, device="cuda", dtype="float32").encode(mixed_inputs)
+    np.testing.assert_allclose(fp32, ref, atol=1e-3)
+    bf16 = VLM2VecEncoder(tiny_model_dir, device="cuda").encode(mixed_inputs)  # the default on CUDA
+    assert bf16.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
+    assert (bf16 * ref).sum(axis=1).min() > 0.9

@@ -107,7 +107,7 @@ class VLM2VecEncoder(PresetMixin):
         started = time.perf_counter()
         ckpt = self.checkpoint
         device = self.device
-        dtype = self._dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        dtype = _torch_dtype(torch, self._dtype) or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         attn = self._attn or (
             "flash_attention_2"
             if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
@@ -255,6 +255,17 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _torch_dtype(torch: Any, dtype: Any) -> Any:
+    """Accept torch dtypes and their names ("bfloat16", "float32", "fp16", ...)."""
+    if dtype is None or not isinstance(dtype, str):
+        return dtype
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    name = aliases.get(dtype.lower(), dtype.lower())
+    if name not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"unsupported dtype {dtype!r}: use bfloat16, float16 or float32")
+    return getattr(torch, name)
 
 
 def _torch() -> Any:
