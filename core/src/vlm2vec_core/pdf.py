@@ -1,0 +1,216 @@
+"""Stream the pages of a PDF as RGB images, one page rendered at a time (pypdfium2)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator, Iterable
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InputError
+from .types import Page
+
+if TYPE_CHECKING:
+    import pypdfium2
+    from PIL import Image
+
+__all__ = ["pdf_pages"]
+
+logger = logging.getLogger(__name__)
+
+_PDF_MAGIC = b"%PDF-"
+_HEADER_WINDOW = 1024  # PDF readers accept the header anywhere in the first KiB
+_ERR_FORMAT, _ERR_PASSWORD, _ERR_SECURITY = 3, 4, 5  # FPDF_ERR_* codes
+
+
+def pdf_pages(
+    path: str | PathLike[str],
+    *,
+    dpi: float = 144,
+    pages: Iterable[int] | None = None,
+    password: str | None = None,
+    errors: list[InputError] | None = None,
+    max_pixels: int = 100_000_000,
+) -> Generator[Page, None, None]:
+    """Yield the pages of the PDF at ``path`` as :class:`Page` objects holding RGB images rendered at ``dpi``.
+
+    Pages are rendered lazily, one at a time, and the document is closed when the iterator is exhausted or
+    closed. ``pages`` selects 1-based page numbers (in the order given). A page larger than ``max_pixels``
+    once rendered is refused before rendering. Bad input raises :class:`InputError`; when ``errors`` is a
+    list, failures are appended to it instead and iteration carries on with the next page (or yields
+    nothing for a bad file). PDFium is not thread-safe: render from one thread at a time.
+    """
+    if not dpi > 0:
+        raise ValueError(f"dpi must be positive, got {dpi!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels!r}")
+    wanted = None if pages is None else _page_numbers(pages)
+    return _iter_pages(Path(path), dpi, wanted, password, errors, max_pixels)
+
+
+def _page_numbers(pages: Iterable[int]) -> list[int]:
+    numbers = list(pages)
+    for number in numbers:
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise TypeError(f"pages must be 1-based int page numbers, got {number!r}")
+    return numbers
+
+
+def _iter_pages(
+    source: Path,
+    dpi: float,
+    wanted: list[int] | None,
+    password: str | None,
+    errors: list[InputError] | None,
+    max_pixels: int,
+) -> Generator[Page, None, None]:
+    try:
+        document = _open(source, password)
+    except InputError as err:
+        _report(err, errors)
+        return
+    try:
+        count = len(document)
+        if count == 0:
+            _report(InputError("the PDF has no pages", source=source), errors)
+            return
+        for number in _checked_numbers(source, wanted, count, errors):
+            try:
+                page = _render(document, source, number, count, dpi, max_pixels)
+            except InputError as err:
+                _report(err, errors)
+                continue
+            yield page
+    finally:
+        document.close()
+
+
+def _report(err: InputError, errors: list[InputError] | None) -> None:
+    if errors is None:
+        raise err
+    logger.warning("skipped: %s", err)
+    errors.append(err)
+
+
+def _checked_numbers(source: Path, wanted: list[int] | None, count: int, errors: list[InputError] | None) -> list[int]:
+    """The page numbers to render; out-of-range ones are reported (all before any page is rendered)."""
+    if wanted is None:
+        return list(range(1, count + 1))
+    valid = []
+    for number in wanted:
+        if 1 <= number <= count:
+            valid.append(number)
+        else:
+            reason = f"no such page: the PDF has {count} page{'s' if count != 1 else ''} (pages are 1-based)"
+            _report(InputError(reason, source=source, location=f"page {number}"), errors)
+    return valid
+
+
+def _open(source: Path, password: str | None) -> pypdfium2.PdfDocument:
+    """Open the document, or raise an InputError that says why it cannot be read."""
+    import pypdfium2
+
+    header = _read_header(source)
+    if not header:
+        raise InputError("empty file (0 bytes), not a PDF", source=source)
+    if _PDF_MAGIC not in header:
+        raise InputError("not a PDF (no %PDF- header)", source=source)
+    try:
+        return pypdfium2.PdfDocument(source, password=password)
+    except pypdfium2.PdfiumError as exc:
+        raise InputError(_open_failure(_diagnose(source, password), exc, password), source=source) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", source=source) from exc
+
+
+def _read_header(source: Path) -> bytes:
+    try:
+        with source.open("rb") as handle:
+            return handle.read(_HEADER_WINDOW)
+    except FileNotFoundError as exc:
+        raise InputError("file not found", source=source) from exc
+    except IsADirectoryError as exc:
+        raise InputError("is a directory, not a PDF file", source=source) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", source=source) from exc
+
+
+def _diagnose(source: Path, password: str | None) -> int | None:
+    """PDFium's error code for a failed open, None when the document loads but has no pages, else -1.
+
+    pypdfium2 also refuses documents without pages, and then reports PDFium's last error, which is stale
+    (left over from an earlier failure); loading once more through the raw API tells the two cases apart.
+    """
+    import pypdfium2.raw as pdfium_c
+
+    encoded = None if password is None else (password + "\x00").encode("utf-8")
+    handle = pdfium_c.FPDF_LoadDocument((str(source) + "\x00").encode("utf-8", "surrogateescape"), encoded)
+    if not handle:
+        return int(pdfium_c.FPDF_GetLastError())
+    try:
+        return None if pdfium_c.FPDF_GetPageCount(handle) < 1 else -1
+    finally:
+        pdfium_c.FPDF_CloseDocument(handle)
+
+
+def _open_failure(code: int | None, exc: Exception, password: str | None) -> str:
+    if code is None:
+        return "the PDF has no pages"
+    if code == _ERR_PASSWORD:
+        if password is None:
+            return "the PDF is encrypted: pass password= to open it"
+        return "wrong password for this encrypted PDF: pass the right password="
+    if code == _ERR_SECURITY:
+        return f"unsupported security handler or encryption ({exc})"
+    if code == _ERR_FORMAT:
+        return "corrupt or truncated PDF (PDFium: data format error)"
+    return f"cannot open the PDF ({exc})"
+
+
+def _render(
+    document: pypdfium2.PdfDocument, source: Path, number: int, count: int, dpi: float, max_pixels: int
+) -> Page:
+    """Render one page to an RGB image, closing the page object (and its bitmap) afterwards."""
+    import pypdfium2
+
+    location = f"page {number}"
+    try:
+        page = document[number - 1]
+    except pypdfium2.PdfiumError as exc:
+        raise InputError(f"cannot load the page ({exc})", source=source, location=location) from exc
+    try:
+        _check_size(page, source, location, dpi, max_pixels)
+        image = _to_rgb(page, dpi / 72.0)
+    except pypdfium2.PdfiumError as exc:
+        raise InputError(f"failed to render the page ({exc})", source=source, location=location) from exc
+    finally:
+        page.close()
+    return Page(source=source, page_number=number, page_count=count, image=image)
+
+
+def _check_size(page: pypdfium2.PdfPage, source: Path, location: str, dpi: float, max_pixels: int) -> None:
+    """Refuse, before rendering, a page whose bitmap would be empty or larger than ``max_pixels``."""
+    width_pt, height_pt = page.get_size()
+    width, height = math.ceil(width_pt * dpi / 72.0), math.ceil(height_pt * dpi / 72.0)
+    if width < 1 or height < 1:
+        raise InputError(f"the page has no area ({width_pt:g} x {height_pt:g} pt)", source=source, location=location)
+    if width * height > max_pixels:
+        raise InputError(
+            f"the page would render at {width} x {height} = {width * height:,} pixels at {dpi:g} dpi, "
+            f"over max_pixels={max_pixels:,} (lower dpi or raise max_pixels)",
+            source=source,
+            location=location,
+        )
+
+
+def _to_rgb(page: pypdfium2.PdfPage, scale: float) -> Image.Image:
+    bitmap = page.render(scale=scale)  # BGR(x) bitmap; to_pil() gives a PIL image in RGB order
+    try:
+        image = bitmap.to_pil()
+        # RGBA/RGBX/L images may share the bitmap's buffer: convert() copies them before the bitmap is freed.
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    finally:
+        bitmap.close()
+    return rgb

@@ -1,0 +1,254 @@
+"""Small, deterministic media files for tests and benchmarks: PDFs, images and videos, made locally."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, overload
+
+from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    import av
+
+_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (220, 40, 40),
+    (40, 160, 60),
+    (40, 80, 220),
+    (230, 180, 20),
+    (150, 50, 180),
+    (20, 170, 180),
+    (240, 120, 30),
+    (90, 90, 90),
+)
+
+
+def _colour(i: int) -> tuple[int, int, int]:
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _page_image(number: int, size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """A page with a big coloured shape (different per page), a few random boxes and its number."""
+    width, height = size
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    shape = number % 3
+    box = (width // 8, height // 8, width * 7 // 8, height * 5 // 8)
+    colour = _colour(number)
+    if shape == 0:
+        draw.ellipse(box, fill=colour)
+    elif shape == 1:
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(box[0], box[3]), ((box[0] + box[2]) // 2, box[1]), (box[2], box[3])], fill=colour)
+    side = max(min(width, height) // 10, 2)
+    for _ in range(4):
+        x = rng.randrange(max(width - side, 1))
+        y = rng.randrange(height * 5 // 8, max(height - side, height * 5 // 8 + 1))
+        draw.rectangle((x, y, x + side, y + side), fill=_colour(rng.randrange(len(_PALETTE))))
+    draw.text((width // 2, height * 3 // 4), str(number), fill=(0, 0, 0), font=_font(height // 6), anchor="mm")
+    return image
+
+
+def make_pdf(path: str | Path, n_pages: int = 3, size: tuple[int, int] = (612, 792), seed: int = 0) -> Path:
+    """Write an image-only PDF of ``n_pages`` distinct pages (``size`` in points) and return its path."""
+    out = Path(path)
+    out.write_bytes(pdf_bytes(n_pages, size, seed))
+    return out
+
+
+def pdf_bytes(n_pages: int = 3, size: tuple[int, int] = (612, 792), seed: int = 0) -> bytes:
+    """The bytes of the PDF that :func:`make_pdf` writes."""
+    if n_pages < 1:
+        raise ValueError("n_pages must be at least 1 (Pillow cannot write an empty PDF)")
+    rng = random.Random(seed)
+    pages = [_page_image(i + 1, size, rng) for i in range(n_pages)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", save_all=True, append_images=pages[1:], resolution=72.0)
+    return buffer.getvalue()
+
+
+def make_encrypted_pdf(path: str | Path, password: str, n_pages: int = 2) -> Path:
+    """Write a PDF encrypted with ``password`` (needs the ``pypdf`` test dependency)."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(n_pages))))
+    writer.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
+    out = Path(path)
+    with out.open("wb") as handle:
+        writer.write(handle)
+    return out
+
+
+@overload
+def make_image(
+    path_or_none: None = None, size: tuple[int, int] = ..., seed: int = ..., mode: str = ...
+) -> Image.Image: ...
+
+
+@overload
+def make_image(path_or_none: str | Path, size: tuple[int, int] = ..., seed: int = ..., mode: str = ...) -> Path: ...
+
+
+def make_image(
+    path_or_none: str | Path | None = None,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    mode: str = "RGB",
+) -> Image.Image | Path:
+    """A deterministic picture: saved to ``path_or_none`` (format from the suffix) and its path returned,
+    or returned as an image when no path is given."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, _colour(seed))
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    for _ in range(6):
+        x0, y0 = rng.randrange(width), rng.randrange(height)
+        x1, y1 = x0 + rng.randrange(8, max(9, width // 2)), y0 + rng.randrange(8, max(9, height // 2))
+        draw.rectangle((x0, y0, x1, y1), fill=_colour(rng.randrange(len(_PALETTE))))
+    if mode != "RGB":
+        image = image.convert(mode)
+    if path_or_none is None:
+        return image
+    out = Path(path_or_none)
+    image.save(out)
+    return out
+
+
+def video_frame(second: int, frame_in_second: int, fps: int, size: tuple[int, int]) -> Image.Image:
+    """The frame drawn at ``second``: colour and shape change each second, a bar moves within it."""
+    width, height = size
+    image = Image.new("RGB", size, _colour(second))
+    draw = ImageDraw.Draw(image)
+    box = (width // 4, height // 4, width * 3 // 4, height * 3 // 4)
+    fill = _colour(second + 3)
+    if second % 2 == 0:
+        draw.ellipse(box, fill=fill)
+    else:
+        draw.rectangle(box, fill=fill)
+    x = (frame_in_second * width) // max(fps, 1)
+    draw.rectangle((x, height - height // 8, x + max(width // 16, 2), height - 1), fill=(255, 255, 255))
+    return image
+
+
+def make_video(
+    path: str | Path,
+    seconds: float = 3.0,
+    fps: int = 10,
+    size: tuple[int, int] = (160, 120),
+    seed: int = 0,
+    codec: str = "libx264",
+    faststart: bool = False,
+) -> Path:
+    """Write a video (yuv420p; container from the suffix) where each second looks different; return its path.
+
+    ``seed`` shifts the colour sequence; sizes should be even. ``faststart`` puts an mp4's index (moov) first,
+    so that a truncated copy keeps its metadata and loses frame data instead.
+    """
+    out = Path(path)
+    n_frames = round(seconds * fps)
+    with _open_output(out, faststart) as container:
+        stream = _video_stream(container, codec, fps, size)
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "g": str(fps)}
+        for i in range(n_frames):
+            second, within = divmod(i, fps)
+            frame = _to_av_frame(video_frame(second + seed, within, fps, size))
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def write_frames(path: str | Path, frames: Sequence[Image.Image], fps: int = 10) -> Path:
+    """Write the given frames as an mp4 (libx264, yuv420p)."""
+    out = Path(path)
+    width, height = frames[0].size
+    with _open_output(out) as container:
+        stream = _video_stream(container, "libx264", fps, (width, height))
+        for i, image in enumerate(frames):
+            frame = _to_av_frame(image)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def truncate(path: str | Path, fraction: float) -> Path:
+    """Cut a file to ``fraction`` of its size in place (for broken-file tests)."""
+    target = Path(path)
+    data = target.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+def _open_output(path: Path, faststart: bool = False) -> av.container.OutputContainer:
+    import av
+
+    return av.open(str(path), mode="w", options={"movflags": "faststart"} if faststart else None)
+
+
+def _video_stream(
+    container: av.container.OutputContainer, codec: str, fps: int, size: tuple[int, int]
+) -> av.VideoStream:
+    import av
+
+    stream = container.add_stream(codec, rate=fps)
+    if not isinstance(stream, av.VideoStream):
+        raise TypeError(f"{codec} is not a video codec")
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = Fraction(1, fps)
+    return stream
+
+
+def make_frameless_video(path: str | Path) -> Path:
+    """An mp4 that declares an H.264 stream but holds no frames."""
+    import av
+
+    out = Path(path)
+    container = av.open(str(out), mode="w")
+    _video_stream(container, "libx264", 10, (160, 120))
+    container.start_encoding()
+    container.close()
+    return out
+
+
+def make_audio(path: str | Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """An audio-only mp4 (AAC silence)."""
+    import av
+    import numpy as np
+
+    out = Path(path)
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        assert isinstance(stream, av.AudioStream)
+        for i in range(max(1, int(seconds * rate) // 1024)):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def zero_tail(path: str | Path, fraction: float = 0.5) -> Path:
+    """Overwrite the bytes after ``fraction`` of a file with zeros (size kept): corrupt frame data."""
+    target = Path(path)
+    data = bytearray(target.read_bytes())
+    start = int(len(data) * fraction)
+    data[start:] = bytes(len(data) - start)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def _to_av_frame(image: Image.Image) -> av.VideoFrame:
+    import av
+
+    return av.VideoFrame.from_image(image)
