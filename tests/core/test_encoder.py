@@ -98,10 +98,47 @@ def test_prompt_reaches_the_model_raw(tiny_encoder: VLM2VecEncoder):
     assert n_pad == (prepared[0].image.width // 28) * (prepared[0].image.height // 28)
 
 
+def test_features_match_transformers_processor(tiny_encoder: VLM2VecEncoder):
+    """Our patching (uint8 to the device, float work there) equals Qwen2-VL's processor on fitted media."""
+    batches = [
+        [picture(20, (500, 300)), picture(21, (90, 400)), picture(22, (1400, 1100))],
+        [Input(video=frames(23)), Input(video=frames(24, n=5, size=(300, 170)))],  # odd count: last frame repeated
+        [Input(text="compare", image=picture(25), video=frames(26, n=3))],
+        ["only text", "and more text"],
+    ]
+    processor = tiny_encoder._processor
+    for items in batches:
+        prepared = list(prepare_all(items, get_preset("visdoc").document, tiny_encoder.limits))
+        ours = tiny_encoder._features(prepared)
+        images = [p.image for p in prepared if p.image is not None]
+        videos = [p.frames for p in prepared if p.frames is not None]
+        theirs = processor(
+            text=[p.prompt for p in prepared],
+            images=images or None,
+            videos=videos or None,
+            padding=True,
+            return_tensors="pt",
+            images_kwargs={"do_resize": False},
+            videos_kwargs={"do_resize": False, "do_sample_frames": False, "cap_pixels_per_frame": False},
+        )
+        assert set(ours) == set(theirs) - {"mm_token_type_ids"}
+        for key in ("input_ids", "attention_mask", "image_grid_thw", "video_grid_thw"):
+            if key in theirs:
+                assert torch.equal(ours[key].cpu(), theirs[key]), key
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in theirs:
+                np.testing.assert_allclose(ours[key].float().cpu().numpy(), theirs[key].numpy(), atol=1e-5)
+
+
 def _hidden_last(encoder: VLM2VecEncoder, features, position_ids=None) -> np.ndarray:  # type: ignore[no-untyped-def]
     with torch.inference_mode():
-        dropped = {"attention_mask"} | ({"mm_token_type_ids"} if position_ids is not None else set())
-        inputs = {k: v for k, v in features.items() if k not in dropped}
+        inputs = {k: v for k, v in features.items() if k != "attention_mask"}
+        if position_ids is None:  # transformers builds 3-D M-RoPE positions from the token types
+            ids = features["input_ids"]
+            config = encoder._model.config
+            inputs["mm_token_type_ids"] = (ids == config.image_token_id).long() + 2 * (
+                ids == config.video_token_id
+            ).long()
         hidden = encoder._model.model(
             **inputs, attention_mask=features["attention_mask"], position_ids=position_ids, use_cache=False
         ).last_hidden_state[0, -1]

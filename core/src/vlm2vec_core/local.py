@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from itertools import islice
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ import numpy as np
 
 from .errors import InputError, require_extra
 from .loading import DEFAULT_MODEL, Checkpoint, merge_adapter, resolve_checkpoint
-from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS
-from .prepare import MediaLimits, Prepared, prepare_all
+from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR
+from .prepare import MediaLimits, Prepared, keep_good, prepare_or_error
 from .protocol import PresetMixin
-from .tasks import Instruction
+from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, as_instruction
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class VLM2VecEncoder(PresetMixin):
     The model loads on first use, once. ``model`` is a Hub id or a local directory holding full weights or a
     PEFT adapter (LoRA or DoRA) whose base model its ``adapter_config.json`` names (``base_model`` overrides
     that, e.g. to point at a local copy of the base). On CUDA: bf16 and flash attention 2 when installed
-    (else SDPA); on the CPU: fp32.
+    (else SDPA); on the CPU: fp32. ``workers`` threads decode and resize media while the model runs.
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class VLM2VecEncoder(PresetMixin):
         attn_implementation: str | None = None,
         base_model: str | Path | None = None,
         max_decode_pixels: int = MAX_DECODE_PIXELS,
+        workers: int | None = None,
     ) -> None:
         self.model_name = str(model)
         self.base_model = base_model
@@ -64,7 +66,10 @@ class VLM2VecEncoder(PresetMixin):
         self._checkpoint: Checkpoint | None = None
         self._model: Any = None
         self._processor: Any = None
-        self.timings: dict[str, float] = defaultdict(float)  # seconds per stage, summed over encode calls
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        # Seconds per stage summed over encode calls (stages overlap, so they can add up to more than "wall").
+        self.timings: dict[str, float] = defaultdict(float)
+        self._timings_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = f"loaded on {self.device}" if self._model is not None else "not loaded"
@@ -122,6 +127,15 @@ class VLM2VecEncoder(PresetMixin):
         self._model = model.to(device).eval()
         self._processor = AutoProcessor.from_pretrained(str(ckpt.processor))
         self._processor.tokenizer.padding_side = "left"
+        image_config = self._processor.image_processor
+        self._patch = int(image_config.patch_size)
+        self._merge = int(image_config.merge_size)
+        self._temporal = int(image_config.temporal_patch_size)
+        self._rescale = float(image_config.rescale_factor)
+        self._mean = torch.tensor(image_config.image_mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(image_config.image_std, device=device).view(1, 3, 1, 1)
+        if self._patch * self._merge != PATCH_FACTOR:
+            raise ValueError(f"{ckpt.processor}: patch {self._patch} x merge {self._merge} is not {PATCH_FACTOR}")
         log.info(
             "loaded %s on %s (%s, %s) in %.1f s",
             self.model_name,
@@ -158,64 +172,130 @@ class VLM2VecEncoder(PresetMixin):
         if not items:
             return np.zeros((0, dim), dtype=np.float32)
         vectors: dict[int, np.ndarray] = {}
-        window = batch_size * WINDOW_BATCHES
-        with self._lock, _progress(len(items), show_progress) as bar:
-            source = iter(items)
-            start = 0
-            while chunk := list(islice(source, window)):
-                prepared = self._timed(
-                    "prepare",
-                    lambda c=chunk, s=start: list(prepare_all(c, instruction, self.limits, start=s, errors=errors)),
-                )
-                for batch in _length_sorted_batches(prepared, batch_size):
-                    rows = self._encode_batch(batch)
-                    vectors.update(zip((p.index for p in batch), rows, strict=True))
-                bar.update(len(chunk))
-                start += len(chunk)
+        started = time.perf_counter()
+        with (
+            self._lock,
+            _progress(len(items), show_progress) as bar,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="vlm2vec-prepare") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="vlm2vec-features") as featurizer,
+        ):
+            # Three stages overlap: media decoding/resizing (a pool), the processor (one thread) for the next
+            # batch, and the model on the current one (torch releases the GIL), so a GPU is kept fed.
+            pending: tuple[list[Prepared], Future[Any]] | None = None
+            try:
+                for batch in self._batches(items, as_instruction(instruction), batch_size, errors, pool, bar):
+                    features = featurizer.submit(self._timed, "processor", self._features, batch)
+                    if pending is not None:
+                        self._collect(pending, vectors, bar)
+                    pending = (batch, features)
+                if pending is not None:
+                    self._collect(pending, vectors, bar)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a bad input raised: drop the prepared-ahead work
+                raise
+        self._add_time("wall", time.perf_counter() - started)
         order = sorted(vectors)
         return np.stack([vectors[i] for i in order]).astype(np.float32) if order else np.zeros((0, dim), np.float32)
 
-    def _timed(self, stage: str, fn: Any) -> Any:
+    def _batches(
+        self,
+        items: list[Any],
+        instruction: Instruction,
+        batch_size: int,
+        errors: list[InputError] | None,
+        pool: ThreadPoolExecutor,
+        bar: _progress,
+    ) -> Iterator[list[Prepared]]:
+        """Length-sorted batches, one window of inputs at a time; the next window is prepared meanwhile."""
+        window = batch_size * WINDOW_BATCHES
+
+        def submit(start: int) -> list[Future[Prepared | InputError]]:
+            return [
+                pool.submit(self._timed, "prepare", prepare_or_error, items[i], i, instruction, self.limits)
+                for i in range(start, min(start + window, len(items)))
+            ]
+
+        upcoming = submit(0)
+        for start in range(0, len(items), window):
+            current, upcoming = upcoming, submit(start + window)
+            prepared = list(keep_good((f.result() for f in current), errors))
+            bar.update(len(current) - len(prepared))  # skipped inputs count as done
+            yield from _length_sorted_batches(prepared, batch_size)
+
+    def _collect(
+        self, pending: tuple[list[Prepared], Future[Any]], vectors: dict[int, np.ndarray], bar: _progress
+    ) -> None:
+        batch, features = pending
+        rows = self._timed("forward", self._forward, features.result())
+        vectors.update(zip((p.index for p in batch), rows, strict=True))
+        bar.update(len(batch))
+
+    def _timed(self, stage: str, fn: Any, *args: Any) -> Any:
         started = time.perf_counter()
         try:
-            return fn()
+            return fn(*args)
         finally:
-            self.timings[stage] += time.perf_counter() - started
+            self._add_time(stage, time.perf_counter() - started)
 
-    def _encode_batch(self, batch: list[Prepared]) -> np.ndarray:
-        started = time.perf_counter()
-        features = self._features(batch)
-        self.timings["processor"] += time.perf_counter() - started
-        started = time.perf_counter()
-        rows = self._forward(features)
-        self.timings["forward"] += time.perf_counter() - started
-        return rows
+    def _add_time(self, stage: str, seconds: float) -> None:
+        with self._timings_lock:
+            self.timings[stage] += seconds
 
-    def _features(self, batch: list[Prepared]) -> Any:
-        """Tokenise the prompts (expanding each pad token) and turn fitted media into patches."""
-        images = [p.image for p in batch if p.image is not None]
-        videos = [p.frames for p in batch if p.frames is not None]
-        return self._processor(
-            text=[p.prompt for p in batch],
-            images=images or None,
-            videos=videos or None,
-            padding=True,
-            return_tensors="pt",
-            images_kwargs={"do_resize": False},  # fitted already, exactly as upstream (PIL bicubic)
-            videos_kwargs={"do_resize": False, "do_sample_frames": False, "cap_pixels_per_frame": False},
-        )
+    def _features(self, batch: list[Prepared]) -> dict[str, Any]:
+        """Model inputs on the device: token ids with each pad token expanded, and the media as patches.
 
-    def _forward(self, features: Any) -> np.ndarray:
+        Does what Qwen2-VL's processor does once media are fitted (rescale, CLIP normalisation, temporal
+        padding, 14 px patches in 2x2 merge order) but ships uint8 pixels to the device and does the float work
+        there: a quarter of the bytes to move, and the CPU is left free to decode and resize. A test checks it
+        against transformers' processor.
+        """
+        torch = _torch()
+        features: dict[str, Any] = {}
+        prompts = [p.prompt for p in batch]
+        for kind, pad, media in (
+            ("image", IMAGE_PAD, [[p.image] if p.image is not None else None for p in batch]),
+            ("video", VIDEO_PAD, [p.frames for p in batch]),
+        ):
+            if all(m is None for m in media):
+                continue
+            pixels, grids = [], []
+            for i, frames in enumerate(media):
+                if frames is not None:
+                    patches, grid = self._patches(frames)
+                    pixels.append(patches)
+                    grids.append(grid)
+                    tokens = grid[0] * grid[1] * grid[2] // self._merge**2
+                    prompts[i] = prompts[i].replace(pad, pad * tokens, 1)
+            key = "pixel_values" if kind == "image" else "pixel_values_videos"
+            features[key] = torch.cat(pixels).to(self._model.dtype)
+            features[f"{kind}_grid_thw"] = torch.tensor(grids, device=self.device)
+        tokens = self._processor.tokenizer(prompts, padding=True, return_tensors="pt")
+        features["input_ids"] = tokens["input_ids"].to(self.device)
+        features["attention_mask"] = tokens["attention_mask"].to(self.device)
+        return features
+
+    def _patches(self, frames: list[Any]) -> tuple[Any, tuple[int, int, int]]:
+        """One image ([image]) or video (frames of one size) as (patches, (t, h, w) grid) on the device."""
+        torch = _torch()
+        patch, merge, temporal = self._patch, self._merge, self._temporal
+        pixels = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames]))
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # (T, C, H, W)
+        if pad := -x.shape[0] % temporal:  # an image, or an odd frame count: repeat the last frame
+            x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)])
+        x = (x * self._rescale - self._mean) / self._std
+        frames_n, channels, height, width = x.shape
+        grid = (frames_n // temporal, height // patch, width // patch)
+        x = x.reshape(grid[0], temporal, channels, grid[1] // merge, merge, patch, grid[2] // merge, merge, patch)
+        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, h-block, w-block, h-in, w-in, C, temporal, ph, pw)
+        return x.reshape(grid[0] * grid[1] * grid[2], channels * temporal * patch * patch), grid
+
+    def _forward(self, features: dict[str, Any]) -> np.ndarray:
         torch = _torch()
         with torch.inference_mode():
-            features = features.to(self.device)
             mask = features["attention_mask"]
             # The trained model saw plain 1-D positions for every token, visual ones included.
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            model_inputs = {k: v for k, v in features.items() if k not in ("attention_mask", "mm_token_type_ids")}
-            for key in ("pixel_values", "pixel_values_videos"):
-                if key in model_inputs:
-                    model_inputs[key] = model_inputs[key].to(self._model.dtype)
+            model_inputs = {k: v for k, v in features.items() if k != "attention_mask"}
             hidden = self._model.model(
                 **model_inputs, attention_mask=mask, position_ids=positions, use_cache=False
             ).last_hidden_state

@@ -94,6 +94,29 @@ def _video_frames(video: Any, limits: MediaLimits) -> list[Image.Image]:
     raise TypeError(f"a video must be a list of frames, a VideoClip or a path, not {type(video).__name__}")
 
 
+def prepare_or_error(raw: Any, index: int, instruction: Instruction, limits: MediaLimits) -> Prepared | InputError:
+    """Prepare one input, returning (not raising) its InputError, tagged with its index, when it is bad."""
+    try:
+        return prepare(as_input(raw), index, instruction, limits)
+    except InputError as exc:
+        tagged = exc.with_index(index)
+    except ValueError as exc:  # media helpers report impossible sizes as ValueError
+        tagged = InputError(str(exc), location=f"input {index}", index=index)
+        tagged.__cause__ = exc
+    return tagged
+
+
+def keep_good(results: Iterable[Prepared | InputError], errors: list[InputError] | None) -> Iterator[Prepared]:
+    """Pass prepared inputs through; record bad ones in ``errors``, or raise the first when it is None."""
+    for result in results:
+        if isinstance(result, InputError):
+            if errors is None:
+                raise result
+            errors.append(result)
+        else:
+            yield result
+
+
 def prepare_all(
     items: Iterable[Any],
     instruction: Instruction | str | None,
@@ -104,17 +127,5 @@ def prepare_all(
 ) -> Iterator[Prepared]:
     """Prepare inputs in order; with an ``errors`` list, bad ones are recorded there and skipped."""
     instr = as_instruction(instruction)
-    for offset, raw in enumerate(items):
-        index = start + offset
-        try:
-            yield prepare(as_input(raw), index, instr, limits)
-        except InputError as exc:
-            tagged = exc.with_index(index)
-            if errors is None:
-                raise tagged from exc
-            errors.append(tagged)
-        except ValueError as exc:  # media helpers report impossible sizes as ValueError
-            tagged = InputError(str(exc), location=f"input {index}", index=index)
-            if errors is None:
-                raise tagged from exc
-            errors.append(tagged)
+    results = (prepare_or_error(raw, start + offset, instr, limits) for offset, raw in enumerate(items))
+    return keep_good(results, errors)
