@@ -131,9 +131,12 @@ class VLM2VecEncoder(PresetMixin):
         self._patch = int(image_config.patch_size)
         self._merge = int(image_config.merge_size)
         self._temporal = int(image_config.temporal_patch_size)
-        self._rescale = float(image_config.rescale_factor)
-        self._mean = torch.tensor(image_config.image_mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(image_config.image_std, device=device).view(1, 3, 1, 1)
+        # Normalisation as one multiply-add per patch value; channel is the slowest axis inside a patch.
+        per_channel = self._temporal * self._patch * self._patch
+        mean = torch.tensor(image_config.image_mean, dtype=torch.float64).repeat_interleave(per_channel)
+        std = torch.tensor(image_config.image_std, dtype=torch.float64).repeat_interleave(per_channel)
+        self._scale = (float(image_config.rescale_factor) / std).float().to(device)
+        self._shift = (mean / std).float().to(device)
         if self._patch * self._merge != PATCH_FACTOR:
             raise ValueError(f"{ckpt.processor}: patch {self._patch} x merge {self._merge} is not {PATCH_FACTOR}")
         log.info(
@@ -244,10 +247,10 @@ class VLM2VecEncoder(PresetMixin):
     def _features(self, batch: list[Prepared]) -> dict[str, Any]:
         """Model inputs on the device: token ids with each pad token expanded, and the media as patches.
 
-        Does what Qwen2-VL's processor does once media are fitted (rescale, CLIP normalisation, temporal
-        padding, 14 px patches in 2x2 merge order) but ships uint8 pixels to the device and does the float work
-        there: a quarter of the bytes to move, and the CPU is left free to decode and resize. A test checks it
-        against transformers' processor.
+        Does what Qwen2-VL's processor does once media are fitted (temporal padding, 14 px patches in 2x2
+        merge order, rescale, CLIP normalisation), but cuts patches from uint8 pixels and ships those to the
+        device, where the float work happens: a quarter of the bytes to copy and move. A test checks it against
+        transformers' processor.
         """
         torch = _torch()
         features: dict[str, Any] = {}
@@ -264,10 +267,10 @@ class VLM2VecEncoder(PresetMixin):
                     patches, grid = self._patches(frames)
                     pixels.append(patches)
                     grids.append(grid)
-                    tokens = grid[0] * grid[1] * grid[2] // self._merge**2
-                    prompts[i] = prompts[i].replace(pad, pad * tokens, 1)
-            key = "pixel_values" if kind == "image" else "pixel_values_videos"
-            features[key] = torch.cat(pixels).to(self._model.dtype)
+                    prompts[i] = prompts[i].replace(pad, pad * (grid[0] * grid[1] * grid[2] // self._merge**2), 1)
+            x = torch.cat(pixels).to(self.device, non_blocking=True).float()
+            x = x.mul_(self._scale).sub_(self._shift)  # (x / 255 - mean) / std, per channel
+            features["pixel_values" if kind == "image" else "pixel_values_videos"] = x.to(self._model.dtype)
             features[f"{kind}_grid_thw"] = torch.tensor(grids, device=self.device)
         tokens = self._processor.tokenizer(prompts, padding=True, return_tensors="pt")
         features["input_ids"] = tokens["input_ids"].to(self.device)
@@ -275,16 +278,15 @@ class VLM2VecEncoder(PresetMixin):
         return features
 
     def _patches(self, frames: list[Any]) -> tuple[Any, tuple[int, int, int]]:
-        """One image ([image]) or video (frames of one size) as (patches, (t, h, w) grid) on the device."""
+        """One image ([image]) or video (frames of one size) as uint8 patches and their (t, h, w) grid."""
         torch = _torch()
         patch, merge, temporal = self._patch, self._merge, self._temporal
-        pixels = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames]))
-        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # (T, C, H, W)
-        if pad := -x.shape[0] % temporal:  # an image, or an odd frame count: repeat the last frame
-            x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)])
-        x = (x * self._rescale - self._mean) / self._std
-        frames_n, channels, height, width = x.shape
+        pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])  # (T, H, W, C)
+        if pad := -len(pixels) % temporal:  # an image, or an odd frame count: repeat the last frame
+            pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
+        frames_n, height, width, channels = pixels.shape
         grid = (frames_n // temporal, height // patch, width // patch)
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (T, C, H, W), a view
         x = x.reshape(grid[0], temporal, channels, grid[1] // merge, merge, patch, grid[2] // merge, merge, patch)
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, h-block, w-block, h-in, w-in, C, temporal, ph, pw)
         return x.reshape(grid[0] * grid[1] * grid[2], channels * temporal * patch * patch), grid
