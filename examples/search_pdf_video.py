@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def show(
+    kind: str,
+    items: list[Any],
+    encoder: VLM2VecEncoder,
+    args: argparse.Namespace,
+    task: str,
+    where: Callable[[Any], str],
+) -> None:
+    """Embed pages or clips with the task's document preset and print the best ones for the query."""
+    vectors = encoder.encode_documents(items, task=task, batch_size=args.batch_size)
+    scores = vectors @ encoder.encode_queries([args.query], task=task)[0]
+    print(f"\nBest {kind} for {args.query!r}:")
+    for i in np.argsort(-scores)[: args.top_k]:
+        print(f"  {scores[i]:6.3f}  {items[i].source.name}  {where(items[i])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -53,19 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(pages)} pages from {len(pdfs)} PDF(s), {len(clips)} clips from {len(videos)} video(s)")
 
     if pages:
-        page_vectors = encoder.encode_documents(pages, task="visdoc", batch_size=args.batch_size)
-        query = encoder.encode_queries([args.query], task="visdoc")[0]
-        print(f"\nBest pages for {args.query!r}:")
-        for i in np.argsort(-(page_vectors @ query))[: args.top_k]:
-            page = pages[i]
-            print(f"  {page_vectors[i] @ query:6.3f}  {page.source.name}  page {page.page_number}/{page.page_count}")
+        show("pages", pages, encoder, args, task="visdoc", where=lambda p: f"page {p.page_number}/{p.page_count}")
     if clips:
-        clip_vectors = encoder.encode_documents(clips, task="moment", batch_size=args.batch_size)
-        query = encoder.encode_queries([args.query], task="moment")[0]
-        print(f"\nBest clips for {args.query!r}:")
-        for i in np.argsort(-(clip_vectors @ query))[: args.top_k]:
-            clip = clips[i]
-            print(f"  {clip_vectors[i] @ query:6.3f}  {clip.source.name}  {clip.start:.1f}-{clip.end:.1f} s")
+        show("clips", clips, encoder, args, task="moment", where=lambda c: f"{c.start:.1f}-{c.end:.1f} s")
     for err in errors:
         print(f"skipped: {err}", file=sys.stderr)
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from os import PathLike
+
+logger = logging.getLogger("vlm2vec_core")
 
 
 class InputError(ValueError):
@@ -32,6 +35,14 @@ class InputError(ValueError):
         err = InputError(self.reason, source=self.source, location=self.location or f"input {index}", index=index)
         err.__cause__ = self.__cause__ or self
         return err
+
+
+def report(err: InputError, errors: list[InputError] | None) -> None:
+    """Raise ``err``, or, when the caller passed an ``errors`` list, record it there and carry on."""
+    if errors is None:
+        raise err
+    logger.warning("skipped: %s", err)
+    errors.append(err)
 
 
 class MissingDependencyError(ImportError):

@@ -9,7 +9,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError
+from .errors import InputError, report
 from .types import Page
 
 if TYPE_CHECKING:
@@ -69,29 +69,22 @@ def _iter_pages(
     try:
         document = _open(source, password)
     except InputError as err:
-        _report(err, errors)
+        report(err, errors)
         return
     try:
         count = len(document)
         if count == 0:
-            _report(InputError("the PDF has no pages", source=source), errors)
+            report(InputError("the PDF has no pages", source=source), errors)
             return
         for number in _checked_numbers(source, wanted, count, errors):
             try:
                 page = _render(document, source, number, count, dpi, max_pixels)
             except InputError as err:
-                _report(err, errors)
+                report(err, errors)
                 continue
             yield page
     finally:
         document.close()
-
-
-def _report(err: InputError, errors: list[InputError] | None) -> None:
-    if errors is None:
-        raise err
-    logger.warning("skipped: %s", err)
-    errors.append(err)
 
 
 def _checked_numbers(source: Path, wanted: list[int] | None, count: int, errors: list[InputError] | None) -> list[int]:
@@ -104,7 +97,7 @@ def _checked_numbers(source: Path, wanted: list[int] | None, count: int, errors:
             valid.append(number)
         else:
             reason = f"no such page: the PDF has {count} page{'s' if count != 1 else ''} (pages are 1-based)"
-            _report(InputError(reason, source=source, location=f"page {number}"), errors)
+            report(InputError(reason, source=source, location=f"page {number}"), errors)
     return valid
 
 

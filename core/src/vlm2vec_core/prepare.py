@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, report
 from .media import (
     MAX_DECODE_PIXELS,
     MAX_PIXELS,
@@ -110,9 +110,7 @@ def keep_good(results: Iterable[Prepared | InputError], errors: list[InputError]
     """Pass prepared inputs through; record bad ones in ``errors``, or raise the first when it is None."""
     for result in results:
         if isinstance(result, InputError):
-            if errors is None:
-                raise result
-            errors.append(result)
+            report(result, errors)
         else:
             yield result
 

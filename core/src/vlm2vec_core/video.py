@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, report
 from .types import VideoClip
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def _iter_clips(
         reader, count = _open(source)
         timeline = _timeline(reader, source, count)
     except InputError as err:
-        _report(err, errors)
+        report(err, errors)
         return
     for index, (start, end) in enumerate(_clip_spans(timeline.duration, clip_seconds, stride)):
         indices = _clip_frame_indices(timeline, start, end, num_frames)
@@ -108,7 +108,7 @@ def _iter_clips(
         try:
             frames = _decode(reader, source, indices, location=location)
         except InputError as err:
-            _report(err, errors)
+            report(err, errors)
             continue
         yield VideoClip(
             source=source,
@@ -118,13 +118,6 @@ def _iter_clips(
             frames=tuple(frames),
             frame_indices=tuple(indices),
         )
-
-
-def _report(err: InputError, errors: list[InputError] | None) -> None:
-    if errors is None:
-        raise err
-    logger.warning("skipped: %s", err)
-    errors.append(err)
 
 
 def _clip_spans(duration: float, clip_seconds: float, stride: float) -> Iterator[tuple[float, float]]:
