@@ -204,7 +204,6 @@ def test_directory(tmp_path: Path) -> None:
 
 @pytest.fixture
 def encrypted(tmp_path: Path) -> Path:
-    pytest.importorskip("pypdf", reason="pypdf (a test dependency) writes the encrypted PDF")
     return mediafixtures.make_encrypted_pdf(tmp_path / "secret.pdf", "s3cret")
 
 

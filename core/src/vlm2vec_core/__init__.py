@@ -14,14 +14,22 @@ from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
 
 if TYPE_CHECKING:
+    from .documents import Item, file_digest, input_for_reference, iter_items, parse_reference, walk
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
     from .pdf import pdf_pages
-    from .video import read_video_frames, video_clips
+    from .video import read_clip_frames, read_video_frames, video_clips
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Item": "documents",
+    "iter_items": "documents",
+    "walk": "documents",
+    "file_digest": "documents",
+    "parse_reference": "documents",
+    "input_for_reference": "documents",
+    "read_clip_frames": "video",
     "VLM2VecEncoder": "local",
     "ModelNotFoundError": "loading",
     "pdf_pages": "pdf",
@@ -36,6 +44,7 @@ __all__ = [
     "Input",
     "InputError",
     "Instruction",
+    "Item",
     "MissingDependencyError",
     "ModelNotFoundError",
     "Page",
@@ -44,10 +53,16 @@ __all__ = [
     "VideoClip",
     "as_input",
     "build_prompt",
+    "file_digest",
     "get_preset",
+    "input_for_reference",
+    "iter_items",
+    "parse_reference",
     "pdf_pages",
+    "read_clip_frames",
     "read_video_frames",
     "video_clips",
+    "walk",
 ]
 
 

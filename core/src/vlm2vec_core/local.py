@@ -187,7 +187,7 @@ class VLM2VecEncoder(PresetMixin):
             pending: tuple[list[Prepared], Future[Any]] | None = None
             try:
                 for batch in self._batches(items, as_instruction(instruction), batch_size, errors, pool, bar):
-                    features = featurizer.submit(self._timed, "processor", self._features, batch)
+                    features = featurizer.submit(self._timed, "features", self._features, batch)
                     if pending is not None:
                         self._collect(pending, vectors, bar)
                     pending = (batch, features)

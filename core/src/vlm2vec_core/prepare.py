@@ -78,14 +78,18 @@ def prepare(item: Input, index: int, instruction: Instruction, limits: MediaLimi
 
 
 def _video_frames(video: Any, limits: MediaLimits) -> list[Image.Image]:
-    from .video import read_video_frames, uniform_frame_indices
+    from .documents import parse_reference
+    from .video import read_clip_frames, read_video_frames, uniform_frame_indices
 
     if isinstance(video, VideoClip):
         if not video.frames:
             raise InputError("clip has no frames", source=video.source, location=video.location)
         return list(video.frames)
     if isinstance(video, (str, Path)):
-        return read_video_frames(video, num_frames=limits.num_frames)
+        path, start, end, _ = parse_reference(str(video))
+        if start is not None and end is not None:  # a clip reference: talk.mp4#t=10,20
+            return read_clip_frames(path, start, end, limits.num_frames)[0]
+        return read_video_frames(path, num_frames=limits.num_frames)
     if isinstance(video, Sequence) and not isinstance(video, (bytes, str)):
         if not video:
             raise InputError("video has no frames", source="<frames>")

@@ -247,3 +247,23 @@ def _short(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = _NATIVE_PREFIX.sub("", lines[-1]) if lines else type(exc).__name__
     return text[:300]
+
+
+def read_clip_frames(
+    path: str | PathLike[str], start: float, end: float, num_frames: int = 8
+) -> tuple[list[Image.Image], list[int]]:
+    """The frames of ``[start, end)`` sampled as :func:`video_clips` samples a clip, and their indices."""
+    _check_num_frames(num_frames)
+    if not (0 <= start < end):
+        raise ValueError(f"need 0 <= start < end, got {start!r} and {end!r}")
+    source = Path(path)
+    reader, count = _open(source)
+    timeline = _timeline(reader, source, count)
+    if start >= timeline.duration:
+        raise InputError(
+            f"the clip starts after the end of the video ({timeline.duration:.2f} s)",
+            source=source,
+            location=f"{start:.2f}-{end:.2f} s",
+        )
+    indices = _clip_frame_indices(timeline, start, min(end, timeline.duration), num_frames)
+    return _decode(reader, source, indices, location=f"{start:.2f}-{end:.2f} s"), indices
