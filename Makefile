@@ -8,10 +8,12 @@ QUERY ?= a bar chart of quarterly revenue
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: core/pyproject.toml requirements-dev.txt
+PACKAGES := $(dir $(wildcard packages/*/pyproject.toml))
+
+$(VENV)/.installed: core/pyproject.toml $(wildcard packages/*/pyproject.toml) requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e "core[local]" -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e "core[local]" $(foreach p,$(PACKAGES),-e $(p)) -r requirements-dev.txt
 	touch $@
 
 demo: setup

@@ -143,3 +143,18 @@ def test_bad_images_name_the_file_and_reason(tmp_path: Path):
         load_image(b"")
     with pytest.raises(InputError, match="over the limit"):
         load_image(Image.new("RGB", (200, 200)), max_decode_pixels=1000)
+
+
+def test_data_urls_round_trip():
+    from vlm2vec_core.media import from_data_url, to_data_url
+
+    img = Image.new("RGB", (400, 200), (10, 200, 30))
+    url = to_data_url(img, max_side=100, format="PNG")
+    assert url.startswith("data:image/png;base64,")
+    back = load_image(from_data_url(url))
+    assert back.size == (100, 50) and back.getpixel((5, 5)) == (10, 200, 30)
+    assert to_data_url(img).startswith("data:image/jpeg;base64,")
+    with pytest.raises(InputError, match="not a base64 data: URL"):
+        from_data_url("http://example.invalid/x.png")
+    with pytest.raises(InputError, match="bad base64"):
+        from_data_url("data:image/png;base64,@@@")

@@ -168,3 +168,39 @@ def fit_frames(
     width, height = first.size
     new_h, new_w = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
     return [f if f.size == (new_w, new_h) else f.resize((new_w, new_h), RESAMPLE) for f in frames]
+
+
+def to_data_url(image: Any, *, max_side: int | None = None, format: str = "JPEG", quality: int = 90) -> str:
+    """An image (PIL, path or bytes) as a ``data:`` URL, e.g. for a multimodal chat model's content blocks.
+
+    ``max_side`` shrinks larger images (aspect kept) to keep prompts small; JPEG for photos and pages, PNG
+    when the pixels must survive exactly.
+    """
+    import base64
+
+    img = load_image(image)
+    if max_side is not None and max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), RESAMPLE)
+    buf = io.BytesIO()
+    fmt = format.upper()
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=quality)
+    else:
+        img.save(buf, format=fmt)
+    mime = "image/jpeg" if fmt == "JPEG" else f"image/{fmt.lower()}"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def from_data_url(url: str, *, name: str = "data URL") -> bytes:
+    """The bytes of a base64 ``data:`` URL (InputError when it is not one)."""
+    import base64
+    import binascii
+
+    head, sep, payload = url.partition(",")
+    if not (url.startswith("data:") and sep and head.endswith(";base64")):
+        raise InputError("not a base64 data: URL", source=name)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise InputError(f"bad base64 in data: URL ({exc})", source=name) from exc
