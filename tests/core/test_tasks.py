@@ -181,3 +181,15 @@ def test_encode_queries_and_documents_use_the_presets():
         "caption",
         "My own instruction: q",
     ]
+
+
+def test_async_twins_give_the_same_vectors():
+    import asyncio
+
+    import numpy as np
+
+    enc = FakeEncoder(dim=8)
+    sync = enc.encode_queries(["a", "b"])
+    np.testing.assert_array_equal(asyncio.run(enc.aencode_queries(["a", "b"])), sync)
+    np.testing.assert_array_equal(asyncio.run(enc.aencode_documents(["a"])), enc.encode_documents(["a"]))
+    np.testing.assert_array_equal(asyncio.run(enc.aencode(["a"])), enc.encode(["a"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,3 +70,13 @@ class PresetMixin:
     ) -> np.ndarray:
         """Embed documents (pages, clips, images, texts) with the task's document instruction."""
         return self.encode(inputs, instruction=resolve_instruction(task, "document", instruction), **kwargs)
+
+    async def aencode(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        """``encode`` off the event loop (a worker thread); remote encoders override it with real async I/O."""
+        return await asyncio.to_thread(self.encode, inputs, **kwargs)
+
+    async def aencode_queries(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        return await asyncio.to_thread(self.encode_queries, inputs, **kwargs)
+
+    async def aencode_documents(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        return await asyncio.to_thread(self.encode_documents, inputs, **kwargs)
