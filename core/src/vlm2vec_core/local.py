@@ -10,12 +10,12 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from .errors import InputError, require_extra
 from .loading import DEFAULT_MODEL, Checkpoint, merge_adapter, resolve_checkpoint
 from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR
 from .prepare import MediaLimits, Prepared, keep_good, prepare_or_error
+from .progress import Progress
 from .protocol import PresetMixin
 from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, as_instruction
 
@@ -178,7 +179,7 @@ class VLM2VecEncoder(PresetMixin):
         started = time.perf_counter()
         with (
             self._lock,
-            _progress(len(items), show_progress) as bar,
+            Progress(len(items), show_progress) as bar,
             ThreadPoolExecutor(self.workers, thread_name_prefix="vlm2vec-prepare") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="vlm2vec-features") as featurizer,
         ):
@@ -207,7 +208,7 @@ class VLM2VecEncoder(PresetMixin):
         batch_size: int,
         errors: list[InputError] | None,
         pool: ThreadPoolExecutor,
-        bar: _progress,
+        bar: Progress,
     ) -> Iterator[list[Prepared]]:
         """Length-sorted batches, one window of inputs at a time; the next window is prepared meanwhile."""
         window = batch_size * WINDOW_BATCHES
@@ -225,8 +226,28 @@ class VLM2VecEncoder(PresetMixin):
             bar.update(len(current) - len(prepared))  # skipped inputs count as done
             yield from _length_sorted_batches(prepared, batch_size)
 
+    def encode_prepared(self, prepared: Sequence[Prepared], *, batch_size: int = 8) -> tuple[np.ndarray, list[int]]:
+        """Embed inputs already prepared (prompt built, media fitted), e.g. by a server that batches requests.
+
+        Returns the vectors in the given order and each input's token count (visual tokens included).
+        """
+        self.load()
+        rows: dict[int, np.ndarray] = {}
+        tokens: dict[int, int] = {}
+        items = [replace(p, index=position) for position, p in enumerate(prepared)]
+        with self._lock:
+            for batch in _length_sorted_batches(items, batch_size):
+                features = self._timed("features", self._features, batch)
+                vectors = self._timed("forward", self._forward, features)
+                lengths = features["attention_mask"].sum(-1).tolist()
+                for p, row, length in zip(batch, vectors, lengths, strict=True):
+                    rows[p.index], tokens[p.index] = row, int(length)
+        order = range(len(prepared))
+        out = np.stack([rows[i] for i in order]) if prepared else np.zeros((0, self.dim), np.float32)
+        return out.astype(np.float32), [tokens[i] for i in order]
+
     def _collect(
-        self, pending: tuple[list[Prepared], Future[Any]], vectors: dict[int, np.ndarray], bar: _progress
+        self, pending: tuple[list[Prepared], Future[Any]], vectors: dict[int, np.ndarray], bar: Progress
     ) -> None:
         batch, features = pending
         rows = self._timed("forward", self._forward, features.result())
@@ -315,28 +336,6 @@ def _length_sorted_batches(prepared: list[Prepared], batch_size: int) -> Iterato
         group.sort(key=lambda p: (p.visual_tokens, len(p.prompt)), reverse=True)
         for i in range(0, len(group), batch_size):
             yield group[i : i + batch_size]
-
-
-class _progress:
-    def __init__(self, total: int, show: bool | None) -> None:
-        if show is None:
-            show = total > 64 and sys.stderr.isatty()
-        self._bar: Any = None
-        if show:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, unit="item", desc="encoding")
-
-    def __enter__(self) -> _progress:
-        return self
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 def _torch_dtype(torch: Any, dtype: Any) -> Any:

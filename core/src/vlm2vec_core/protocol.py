@@ -70,9 +70,24 @@ class PresetMixin:
         """Embed documents (pages, clips, images, texts) with the task's document instruction."""
         return self.encode(inputs, instruction=resolve_instruction(task, "document", instruction), **kwargs)
 
-    async def aencode(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
+    async def aencode(
+        self,
+        inputs: Sequence[Any],
+        *,
+        instruction: Instruction | str | None = None,
+        batch_size: int = 8,
+        show_progress: bool | None = None,
+        errors: list[InputError] | None = None,
+    ) -> np.ndarray:
         """``encode`` off the event loop (a worker thread); remote encoders override it with real async I/O."""
-        return await asyncio.to_thread(self.encode, inputs, **kwargs)
+        return await asyncio.to_thread(
+            self.encode,
+            inputs,
+            instruction=instruction,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            errors=errors,
+        )
 
     async def aencode_queries(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
         return await asyncio.to_thread(self.encode_queries, inputs, **kwargs)

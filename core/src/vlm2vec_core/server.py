@@ -1,0 +1,286 @@
+"""``vlm2vec serve``: the local encoder behind vLLM's OpenAI-compatible ``/v1/embeddings`` (extra ``[server]``).
+
+Requests from many clients are batched together (up to ``max_batch_size`` items, waiting at most
+``max_wait_ms`` for company); media are decoded and fitted in worker threads, never on the event loop; a full
+queue answers 503 with Retry-After; shutdown finishes the requests in flight. See ``vlm2vec_core.wire``.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the routes' Request annotations at runtime.
+
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, require_extra
+from .media import fit_frames, fit_image, visual_tokens
+from .prepare import Prepared
+from .wire import ItemSpec, RequestError, decode_image, decode_video_frames, encode_vector, parse_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_name: str = "vlm2vec"
+    api_keys: tuple[str, ...] = ()
+    max_batch_size: int = 16
+    max_wait_ms: float = 10.0
+    max_queue: int = 512  # items waiting for the model; beyond this, 503
+    max_body_bytes: int = 64 << 20
+    max_frames: int = 64
+    max_inputs: int = 2048
+    decode_threads: int = 4
+
+
+class Overloaded(Exception):
+    pass
+
+
+class Batcher:
+    """Collects prepared items from concurrent requests into model batches, run in a worker thread."""
+
+    def __init__(self, encoder: Any, max_batch_size: int, max_wait_ms: float, max_queue: int) -> None:
+        self.encoder = encoder
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.queue: asyncio.Queue[tuple[Prepared, asyncio.Future[tuple[Any, int]]]] = asyncio.Queue()
+        self.waiting = 0
+
+    async def submit(self, items: Sequence[Prepared]) -> list[tuple[Any, int]]:
+        if self.waiting + len(items) > self.max_queue:
+            raise Overloaded
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        self.waiting += len(items)
+        for item, future in zip(items, futures, strict=True):
+            self.queue.put_nowait((item, future))
+        return list(await asyncio.gather(*futures))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch_size:
+                try:
+                    batch.append(self.queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except TimeoutError:
+                    break
+            self.waiting -= len(batch)
+            items = [item for item, _ in batch]
+            try:
+                vectors, tokens = await asyncio.to_thread(
+                    self.encoder.encode_prepared, items, batch_size=self.max_batch_size
+                )
+            except Exception as exc:  # a model failure fails this batch's requests, not the server
+                log.exception("batch of %d failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), vector, count in zip(batch, vectors, tokens, strict=True):
+                if not future.done():  # the client may have gone away
+                    future.set_result((vector, count))
+
+
+def create_app(encoder: Any, config: ServerConfig) -> Any:
+    """The ASGI app (FastAPI) serving ``encoder``, which is loaded at start-up."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+    except ImportError as exc:
+        raise require_extra("server", "fastapi") from exc
+    from concurrent.futures import ThreadPoolExecutor
+
+    decoder = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="vlm2vec-decode")
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await asyncio.to_thread(encoder.load)
+        batcher = Batcher(encoder, config.max_batch_size, config.max_wait_ms, config.max_queue)
+        state["batcher"] = batcher
+        state["dim"] = encoder.dim
+        task = asyncio.create_task(batcher.run())
+        log.info("serving %s (dim %d)", config.model_name, state["dim"])
+        try:
+            yield
+        finally:
+            task.cancel()
+            decoder.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="vlm2vec", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        kind = {
+            400: "BadRequestError",
+            401: "AuthenticationError",
+            413: "RequestTooLarge",
+            422: "UnprocessableEntity",
+            503: "ServiceUnavailable",
+        }.get(status, "InternalServerError")
+        return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
+
+    def authorized(request: Request) -> bool:
+        if not config.api_keys:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""
+        # Compare against every key, always, in constant time per key.
+        return bool(sum(hmac.compare_digest(given, key.encode()) for key in config.api_keys)) and bool(given)
+
+    @app.get("/health")
+    async def health() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Any:
+        if not authorized(request):
+            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+        return {
+            "object": "list",
+            "data": [
+                {"id": config.model_name, "object": "model", "owned_by": "vlm2vec", "created": 0, "dim": state["dim"]}
+            ],
+        }
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        if not authorized(request):
+            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
+            return error(413, f"request body of {int(declared):,} bytes is over the limit of {config.max_body_bytes:,}")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > config.max_body_bytes:
+                return error(413, f"request body is over the limit of {config.max_body_bytes:,} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return error(400, f"malformed JSON: {exc}")
+        try:
+            specs, fmt = parse_request(body, max_inputs=config.max_inputs)
+            loop = asyncio.get_running_loop()
+            items = await asyncio.gather(
+                *(
+                    loop.run_in_executor(decoder, _prepare_spec, spec, i, encoder, config)
+                    for i, spec in enumerate(specs)
+                )
+            )
+        except RequestError as exc:
+            return error(exc.status, exc.message)
+        except InputError as exc:
+            return error(422, str(exc))
+        try:
+            results = await state["batcher"].submit(items)
+        except Overloaded:
+            return error(503, "the server is busy: retry shortly", {"Retry-After": "1"})
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(vector, fmt)}
+            for i, (vector, _) in enumerate(results)
+        ]
+        tokens = sum(count for _, count in results)
+        return {
+            "id": f"embd-{uuid.uuid4().hex}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": config.model_name,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    return app
+
+
+def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig) -> Prepared:
+    """Decode and fit one item's media (a worker thread): the same limits as the local encoder."""
+    limits = encoder.limits
+    image = frames = None
+    tokens = 0
+    if spec.image is not None:
+        decoded = decode_image(spec.image, max_decode_pixels=limits.max_decode_pixels)
+        image = fit_image(decoded, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
+        tokens += visual_tokens(image.height, image.width)
+    if spec.video is not None:
+        got = decode_video_frames(
+            spec.video,
+            max_frames=config.max_frames,
+            max_decode_pixels=limits.max_decode_pixels,
+            max_bytes=config.max_body_bytes,
+        )
+        raw_frames = _frames_from_file(got, spec.video.where, limits.num_frames) if isinstance(got, bytes) else got
+        from .video import uniform_frame_indices
+
+        picked = [raw_frames[i] for i in uniform_frame_indices(len(raw_frames), limits.num_frames)]
+        try:
+            frames = fit_frames(picked, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
+        except ValueError as exc:
+            raise RequestError(422, f"{spec.video.where}: {exc}") from exc
+        tokens += visual_tokens(frames[0].height, frames[0].width, len(frames))
+    return Prepared(index, spec.prompt, image, frames, tokens)
+
+
+def _frames_from_file(data: bytes, where: str, num_frames: int) -> list[Any]:
+    from .video import read_video_frames
+
+    fd, name = tempfile.mkstemp(prefix="vlm2vec-upload-", suffix=".video")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        try:
+            return read_video_frames(name, num_frames=num_frames)
+        except InputError as exc:
+            raise RequestError(422, f"{where}: {exc.reason}") from exc
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def api_keys_from(env: str | None = None, key_file: str | Path | None = None) -> tuple[str, ...]:
+    """Keys from ``$VLM2VEC_API_KEYS`` (comma-separated) and/or a file (one per line, # comments)."""
+    keys = [k.strip() for k in (env if env is not None else os.environ.get("VLM2VEC_API_KEYS", "")).split(",")]
+    if key_file is not None:
+        for line in Path(key_file).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            keys.append(line)
+    return tuple(k for k in keys if k)
+
+
+def serve(encoder: Any, config: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the server until SIGINT/SIGTERM; requests in flight are finished before it exits."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise require_extra("server", "uvicorn") from exc
+    if not config.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without API keys: set VLM2VEC_API_KEYS or --api-key-file", host)
+    uvicorn.run(
+        create_app(encoder, config),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=60,
+        access_log=False,
+    )

@@ -1,0 +1,269 @@
+"""The remote protocol: vLLM's OpenAI-compatible ``POST /v1/embeddings``, shared by the client and the server.
+
+Two request forms, as vLLM takes them:
+
+- ``{"model": M, "input": ["text", ...]}``: texts, each embedded as given (the prompt is the text).
+- ``{"model": M, "messages": [{"role": "user", "content": [parts]}]}``: one multimodal item. Parts are
+  ``{"type": "text", "text": ...}``, ``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}``
+  and ``{"type": "video_url", "video_url": {"url": ...}}`` where a video is a video file as a data URL, or its
+  frames as ``data:video/jpeg;base64,<frame>,<frame>,...`` (vLLM's form; ``video/png`` too), or a list of image
+  data URLs. The prompt is the parts in order, each image or video standing as its pad token, which is what the
+  chat template shipped for vLLM (``templates/vlm2vec_v2.jinja``) produces.
+
+Extensions (ignored by vLLM): ``task`` + ``role`` or ``instruction`` make the server assemble the prompt from a
+preset instead (``build_prompt``), and ``encoding_format`` may be ``float`` or ``base64`` (little-endian float32).
+Only ``data:`` URLs are accepted: the server never fetches a URL nor reads a local file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+from .media import from_data_url
+from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, build_prompt, resolve_instruction
+
+FRAME_MIME = {"png": "video/png", "jpeg": "video/jpeg"}
+
+
+class RequestError(ValueError):
+    """A request the server refuses: HTTP ``status`` and a message naming the offending item."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# -- client side -------------------------------------------------------------------------------------------
+
+
+def image_data_url(image: Image.Image, fmt: str = "png") -> str:
+    """Lossless PNG by default: the server then sees the very pixels the client fitted."""
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buf, format="JPEG", quality=95)
+    else:
+        image.save(buf, format="PNG", compress_level=1)
+    return f"data:image/{fmt};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def frames_data_url(frames: list[Image.Image], fmt: str = "png") -> str:
+    """Frames as one data URL, vLLM's ``data:video/jpeg;base64,<f1>,<f2>,...`` form (PNG frames by default)."""
+    encoded = []
+    for frame in frames:
+        url = image_data_url(frame, fmt)
+        encoded.append(url.partition(",")[2])
+    return f"data:{FRAME_MIME[fmt]};base64," + ",".join(encoded)
+
+
+def content_parts(
+    prompt: str, image: Image.Image | None, frames: list[Image.Image] | None, fmt: str = "png"
+) -> list[dict[str, Any]]:
+    """Split a prepared prompt at its pad tokens into chat content parts, media in their place."""
+    parts: list[dict[str, Any]] = []
+    rest = prompt
+    while rest:
+        positions = [(rest.find(pad), pad) for pad in (IMAGE_PAD, VIDEO_PAD) if pad in rest]
+        if not positions:
+            parts.append({"type": "text", "text": rest})
+            break
+        at, pad = min(positions)
+        if at:
+            parts.append({"type": "text", "text": rest[:at]})
+        if pad == IMAGE_PAD:
+            if image is None:
+                raise ValueError("prompt has an image pad but the input has no image")
+            parts.append({"type": "image_url", "image_url": {"url": image_data_url(image, fmt)}})
+        else:
+            if frames is None:
+                raise ValueError("prompt has a video pad but the input has no video")
+            parts.append({"type": "video_url", "video_url": {"url": frames_data_url(frames, fmt)}})
+        rest = rest[at + len(pad) :]
+    return parts
+
+
+def decode_embeddings(body: dict[str, Any], expected: int) -> np.ndarray:
+    """The vectors of an embeddings response, by their ``index``, as float32 (n, dim)."""
+    data = body.get("data")
+    if not isinstance(data, list) or len(data) != expected:
+        raise ValueError(
+            f"expected {expected} embeddings in the response, got {len(data) if isinstance(data, list) else data!r}"
+        )
+    rows: list[np.ndarray | None] = [None] * expected
+    for entry in data:
+        emb = entry["embedding"]
+        vec = np.frombuffer(base64.b64decode(emb), dtype="<f4") if isinstance(emb, str) else np.asarray(emb, "<f4")
+        rows[int(entry.get("index", 0))] = vec
+    if any(r is None for r in rows):
+        raise ValueError("embeddings response is missing indices")
+    return np.stack(rows).astype(np.float32)  # type: ignore[arg-type]
+
+
+# -- server side -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaPart:
+    kind: str  # "image" or "video"
+    url: Any  # str, or for a video a list of image data URLs
+    where: str  # e.g. "messages[0].content[1]"
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """One item of a request before its media are decoded: the prompt and the media in prompt order."""
+
+    prompt: str
+    image: MediaPart | None
+    video: MediaPart | None
+    where: str
+
+
+def parse_request(body: Any, *, max_inputs: int = 2048) -> tuple[list[ItemSpec], str]:
+    """Validate an embeddings request body and return its items and the encoding format (or RequestError)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise RequestError(422, f"encoding_format must be 'float' or 'base64', not {fmt!r}")
+    instruction = _instruction(body)
+    if "messages" in body:
+        if "input" in body:
+            raise RequestError(422, "give either 'input' or 'messages', not both")
+        return [_parse_messages(body["messages"], instruction)], fmt
+    raw = body.get("input")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise RequestError(422, "'input' must be a string or a non-empty list of strings (or send 'messages')")
+    if len(raw) > max_inputs:
+        raise RequestError(422, f"'input' has {len(raw)} items, over the limit of {max_inputs}")
+    items = []
+    for i, text in enumerate(raw):
+        if not isinstance(text, str):
+            raise RequestError(422, f"input[{i}] must be a string (token ids are not accepted)")
+        prompt = build_prompt(instruction, text) if instruction is not None else (text or "  ")
+        items.append(ItemSpec(prompt, None, None, f"input[{i}]"))
+    return items, fmt
+
+
+def _instruction(body: dict[str, Any]) -> Instruction | None:
+    task, role, instruction = body.get("task"), body.get("role", "query"), body.get("instruction")
+    if task is None and instruction is None:
+        return None
+    if instruction is not None and not isinstance(instruction, str):
+        raise RequestError(422, "'instruction' must be a string")
+    if role not in ("query", "document"):
+        raise RequestError(422, f"'role' must be 'query' or 'document', not {role!r}")
+    try:
+        return resolve_instruction(task or "visdoc", role, instruction)
+    except ValueError as exc:
+        raise RequestError(422, str(exc)) from exc
+
+
+def _parse_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(422, "'messages' must be a non-empty list")
+    pieces: list[str] = []
+    texts: list[str] = []
+    image = video = None
+    for m, message in enumerate(messages):
+        if not isinstance(message, dict) or "content" not in message:
+            raise RequestError(422, f"messages[{m}] must be an object with 'content'")
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list):
+            raise RequestError(422, f"messages[{m}].content must be a string or a list of parts")
+        for p, part in enumerate(content):
+            where = f"messages[{m}].content[{p}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+                texts.append(part["text"])
+            elif kind in ("image_url", "video_url"):
+                url = part.get(kind)
+                url = url.get("url") if isinstance(url, dict) else url
+                media = MediaPart("image" if kind == "image_url" else "video", url, where)
+                if media.kind == "image":
+                    if image is not None:
+                        raise RequestError(422, f"{where}: only one image per item")
+                    image = media
+                    pieces.append(IMAGE_PAD)
+                else:
+                    if video is not None:
+                        raise RequestError(422, f"{where}: only one video per item")
+                    video = media
+                    pieces.append(VIDEO_PAD)
+            else:
+                raise RequestError(422, f"{where}: unsupported content part (use text, image_url or video_url)")
+    if instruction is not None:
+        prompt = build_prompt(
+            instruction, "".join(texts).strip() or None, image=image is not None, video=video is not None
+        )
+    else:
+        prompt = "".join(pieces) or "  "
+    return ItemSpec(prompt, image, video, "messages")
+
+
+def decode_image(part: MediaPart, *, max_decode_pixels: int) -> Image.Image:
+    from .media import load_image
+
+    data = _data_bytes(part.url, part.where, prefix="data:image/")
+    return load_image(data, name=part.where, max_decode_pixels=max_decode_pixels)
+
+
+def decode_video_frames(
+    part: MediaPart, *, max_frames: int, max_decode_pixels: int, max_bytes: int
+) -> list[Image.Image] | bytes:
+    """Frames as images, or the bytes of a video file (which the caller decodes from a temporary file)."""
+    from .media import load_image
+
+    url = part.url
+    if isinstance(url, list):
+        frames_b64 = [_data_bytes(u, f"{part.where}[{i}]", prefix="data:image/") for i, u in enumerate(url)]
+    elif isinstance(url, str) and url.startswith(("data:video/jpeg;base64,", "data:video/png;base64,")):
+        payload = url.partition(",")[2]
+        try:
+            frames_b64 = [base64.b64decode(chunk, validate=True) for chunk in payload.split(",")]
+        except ValueError as exc:
+            raise RequestError(422, f"{part.where}: bad base64 in a frame ({exc})") from exc
+    else:
+        data = _data_bytes(url, part.where, prefix="data:video/")
+        if len(data) > max_bytes:
+            raise RequestError(413, f"{part.where}: video of {len(data):,} bytes is over {max_bytes:,}")
+        return data
+    if not frames_b64 or len(frames_b64) > max_frames:
+        raise RequestError(422, f"{part.where}: a video needs 1 to {max_frames} frames, got {len(frames_b64)}")
+    return [
+        load_image(b, name=f"{part.where} frame {i}", max_decode_pixels=max_decode_pixels)
+        for i, b in enumerate(frames_b64)
+    ]
+
+
+def _data_bytes(url: Any, where: str, *, prefix: str) -> bytes:
+    if not isinstance(url, str):
+        raise RequestError(422, f"{where}: the media URL must be a string")
+    if not url.startswith("data:"):
+        raise RequestError(
+            422, f"{where}: only data: URLs are accepted (this server never fetches URLs or reads files)"
+        )
+    if not url.startswith(prefix):
+        raise RequestError(422, f"{where}: expected a {prefix}... data URL")
+    try:
+        return from_data_url(url, name=where)
+    except InputError as exc:
+        raise RequestError(422, str(exc)) from exc
+
+
+def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
