@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm2vec", description="VLM2Vec-V2 embeddings for documents and video")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="embed the PDFs, videos and images under PATHs into Chroma")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _store_options(index)
+    _encoder_options(index)
+    index.add_argument("--prune", action="store_true", help="remove entries of files that are gone or changed")
+    index.add_argument("--strict", action="store_true", help="exit with an error when any file is bad")
+    index.add_argument("--clip-seconds", type=float, default=10.0)
+    index.add_argument("--dpi", type=float, default=144)
+    index.add_argument("--batch-size", type=int, default=8)
+    index.add_argument("--cache-dir", type=Path, default=None, help="page images and thumbnails (default ~/.cache)")
+
+    search = commands.add_parser("search", help="find the pages, clips and images that match a query")
+    search.add_argument("query")
+    _store_options(search)
+    _encoder_options(search)
+    search.add_argument("-k", type=int, default=5, help="number of hits")
+    search.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    search.add_argument("--sheet", type=Path, help="also write a contact sheet PNG of the hits")
+
+    ask = commands.add_parser("ask", help="answer a question from the hits with a multimodal chat model")
+    ask.add_argument("question")
+    _store_options(ask)
+    _encoder_options(ask)
+    ask.add_argument("-k", type=int, default=4)
+    ask.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
+    ask.add_argument("--chat-base-url", default=None, help="OpenAI-compatible endpoint ($VLM2VEC_CHAT_BASE_URL)")
+    ask.add_argument("--chat-model", default=None, help="$VLM2VEC_CHAT_MODEL")
+    ask.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
 
     serve = commands.add_parser("serve", help="serve the encoder over HTTP (vLLM-compatible /v1/embeddings)")
     serve.add_argument("--model", default="VLM2Vec/VLM2Vec-V2.0", help="Hub id or local directory")
@@ -29,14 +63,156 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, default=Path(".vlm2vec"), help="embedded Chroma folder (default .vlm2vec)")
+    where.add_argument("--chroma-url", default=None, help="a `chroma run` server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--collection", default="vlm2vec")
+
+
+def _encoder_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default="VLM2Vec/VLM2Vec-V2.0", help="Hub id or local directory")
+    which.add_argument("--remote", default=None, help="a `vlm2vec serve` (or vLLM) URL instead of a local model")
+    parser.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
+    parser.add_argument("--api-key", default=None, help="for --remote (default $VLM2VEC_API_KEY)")
+    parser.add_argument("--device", default=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else (logging.INFO if args.command == "serve" else logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "serve":
-        return _serve(args)
-    return 2  # pragma: no cover - argparse enforces a command
+    commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask}
+    try:
+        return commands[args.command](args)
+    except _Stop as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        return 2
+
+
+class _Stop(Exception):
+    """A clear, one-sentence reason to stop (printed without a traceback)."""
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    if args.remote:
+        from .remote import RemoteEncoder
+
+        return RemoteEncoder(args.remote, api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"))
+    from .loading import ModelNotFoundError
+    from .local import VLM2VecEncoder
+
+    encoder = VLM2VecEncoder(args.model, base_model=args.base_model, device=args.device)
+    try:
+        encoder.load()
+    except ModelNotFoundError as exc:
+        raise _Stop(str(exc)) from exc
+    return encoder
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from .store import ChromaStore
+
+    return ChromaStore.open(db=None if args.chroma_url else args.db, url=args.chroma_url, collection=args.collection)
+
+
+def _index(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .indexer import index_paths
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise _Stop(f"no such file or folder: {', '.join(missing)}")
+    encoder, store = _encoder(args), _store(args)
+    with tqdm(unit=" items", desc="indexing", disable=None) as bar:
+        report = index_paths(
+            args.paths,
+            encoder,
+            store,
+            cache_dir=args.cache_dir,
+            dpi=args.dpi,
+            clip_seconds=args.clip_seconds,
+            batch_size=args.batch_size,
+            prune=args.prune,
+            progress=bar,
+        )
+    print(report.summary())
+    if report.errors:
+        print(f"{len(report.errors)} problem(s):", file=sys.stderr)
+        for err in report.errors:
+            print(f"  {err}", file=sys.stderr)
+    return 1 if args.strict and report.errors else 0
+
+
+def _hits(args: argparse.Namespace, query: str) -> list[Any]:
+    from .indexer import search
+
+    store = _store(args)
+    if store.count() == 0:
+        raise _Stop(f"the collection {args.collection!r} is empty: run `vlm2vec index PATH` first")
+    return search(query, _encoder(args), store, k=args.k, kinds=args.types)
+
+
+def _search(args: argparse.Namespace) -> int:
+    hits = _hits(args, args.query)
+    if args.json:
+        rows = [{"rank": n, "score": round(h.score, 6), "id": h.id, **h.metadata} for n, h in enumerate(hits, 1)]
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(hits))
+    if args.sheet:
+        from .sheet import contact_sheet
+
+        print(f"contact sheet: {contact_sheet(hits, args.sheet)}", file=sys.stderr)
+    return 0
+
+
+def _table(hits: list[Any]) -> str:
+    if not hits:
+        return "no hits"
+    lines = [f"{'#':>2}  {'score':>6}  {'type':<5}  {'where':<16}  file"]
+    for n, hit in enumerate(hits, 1):
+        meta = hit.metadata
+        if hit.kind == "page":
+            where = f"page {meta.get('page')}/{meta.get('page_count')}"
+        elif hit.kind == "clip":
+            where = f"{_clock(meta.get('start_seconds', 0))}-{_clock(meta.get('end_seconds', 0))}"
+        else:
+            where = "-"
+        lines.append(f"{n:>2}  {hit.score:6.3f}  {hit.kind:<5}  {where:<16}  {meta.get('source', hit.id)}")
+    return "\n".join(lines)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from .chat import ChatConfig, ask
+
+    hits = _hits(args, args.question)
+    config = ChatConfig.from_env(args.chat_base_url, args.chat_model, args.chat_api_key)
+    print(_table(hits))
+    if config is None:
+        print(
+            "\nno chat model configured (set VLM2VEC_CHAT_BASE_URL and VLM2VEC_CHAT_MODEL, or --chat-base-url "
+            "and --chat-model): showing the retrieval only"
+        )
+        return 0
+    if not hits:
+        print("\nnothing retrieved to answer from")
+        return 0
+    try:
+        answer = ask(args.question, hits, config)
+    except (RuntimeError, OSError) as exc:
+        raise _Stop(str(exc)) from exc
+    print(f"\n{answer}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,7 +233,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         encoder.checkpoint  # noqa: B018 - find the weights before binding the port
     except ModelNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI speaks to its user
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     serve(encoder, config, host=args.host, port=args.port)
     return 0

@@ -7,7 +7,6 @@ queue answers 503 with Retry-After; shutdown finishes the requests in flight. Se
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' Request annotations at runtime.
 
-
 import asyncio
 import hmac
 import json

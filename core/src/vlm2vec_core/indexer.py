@@ -1,0 +1,195 @@
+"""Indexing and search over a vector store: files -> items -> vectors -> store, and a query back to hits.
+
+Ids come from content hash + page or clip, so runs are idempotent: a second run skips files already indexed
+whole (the store keeps a ledger of them), a run killed at any moment and started again stores every item
+exactly once (items already stored are not embedded again), and ``prune`` drops entries of files that are
+gone or changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .documents import Item, file_digest, iter_items, kind_of, walk
+from .errors import InputError
+from .protocol import Encoder
+from .store import FileRecord, Hit, VectorStore
+
+log = logging.getLogger(__name__)
+
+TASK_FOR_KIND = {"page": "visdoc", "clip": "moment", "image": "image"}
+KINDS = tuple(TASK_FOR_KIND)
+
+
+@dataclass
+class IndexReport:
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    items: Counter[str] = field(default_factory=Counter)  # embedded now, by kind
+    reused: int = 0  # already in the store (a resumed run)
+    pruned: int = 0
+    errors: list[InputError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        made = ", ".join(f"{n} {kind}s" for kind, n in sorted(self.items.items())) or "nothing new"
+        parts = [f"embedded {made} from {self.files_indexed} file(s) in {self.seconds:.1f} s"]
+        if self.files_unchanged:
+            parts.append(f"{self.files_unchanged} unchanged file(s) skipped")
+        if self.reused:
+            parts.append(f"{self.reused} item(s) already stored")
+        if self.pruned:
+            parts.append(f"{self.pruned} stale item(s) pruned")
+        return "; ".join(parts)
+
+
+def index_paths(
+    paths: Iterable[str | Path],
+    encoder: Encoder,
+    store: VectorStore,
+    *,
+    cache_dir: str | Path | None = None,
+    dpi: float = 144,
+    clip_seconds: float = 10.0,
+    chunk_size: int = 16,
+    batch_size: int = 8,
+    prune: bool = False,
+    progress: Any = None,
+) -> IndexReport:
+    """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal."""
+    started = time.perf_counter()
+    report = IndexReport()
+    roots = [Path(p) for p in paths]
+    known: dict[str, set[str]] = {}
+    for record in store.files():
+        known.setdefault(record.source, set()).add(record.digest)
+    seen: dict[str, str] = {}
+    for path in walk(roots):
+        source = str(path.resolve())
+        if kind_of(path) is None:
+            report.errors.append(InputError("not a PDF, video or image (by its suffix)", source=path))
+            continue
+        try:
+            digest = file_digest(path)
+        except InputError as err:
+            report.errors.append(err)
+            continue
+        seen[source] = digest
+        if digest in known.get(source, set()):
+            report.files_unchanged += 1
+            continue
+        stored = _index_file(
+            path,
+            source,
+            digest,
+            encoder,
+            store,
+            report,
+            cache_dir=cache_dir,
+            dpi=dpi,
+            clip_seconds=clip_seconds,
+            chunk_size=chunk_size,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        if stored is not None:
+            store.mark_file(FileRecord(source, digest, stored, time.time()))
+            report.files_indexed += 1
+    if prune:
+        report.pruned = _prune(store, roots, seen)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _index_file(
+    path: Path,
+    source: str,
+    digest: str,
+    encoder: Encoder,
+    store: VectorStore,
+    report: IndexReport,
+    *,
+    cache_dir: str | Path | None,
+    dpi: float,
+    clip_seconds: float,
+    chunk_size: int,
+    batch_size: int,
+    progress: Any,
+) -> int | None:
+    """Embed and store one file's items chunk by chunk; the number stored, or None when the file failed."""
+    errors: list[InputError] = []
+    items = iter_items(path, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, errors=errors)
+    total = 0
+    for chunk in _chunks(items, chunk_size):
+        present = store.existing([item.id for item in chunk])
+        fresh = [item for item in chunk if item.id not in present]
+        report.reused += len(chunk) - len(fresh)
+        for kind, group in _by_kind(fresh).items():
+            bad: list[InputError] = []
+            vectors = encoder.encode_documents(
+                [i.to_input() for i in group], task=TASK_FOR_KIND[kind], batch_size=batch_size, errors=bad
+            )
+            failed = {e.index for e in bad}
+            good = [item for n, item in enumerate(group) if n not in failed]
+            for err in bad:
+                errors.append(InputError(err.reason, source=path, location=group[err.index or 0].label))
+            metadata = [{**item.metadata(), "source": source} for item in good]
+            store.upsert([item.id for item in good], vectors, metadata)
+            report.items[kind] += len(good)
+        total += len(chunk)
+        if progress is not None:
+            progress.update(len(chunk))
+            progress.set_postfix({k + "s": n for k, n in report.items.items()}, refresh=False)
+    report.errors.extend(errors)
+    file_failed = any(e.location is None for e in errors)  # the file itself could not be read
+    return None if file_failed and total == 0 else total
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def _by_kind(items: Sequence[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.kind, []).append(item)
+    return groups
+
+
+def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str]) -> int:
+    """Drop entries of files under ``roots`` that are gone, or whose content changed since indexing."""
+    resolved = [r.resolve() for r in roots]
+    removed = 0
+    for record in store.files():
+        source = Path(record.source)
+        if not any(source == r or r in source.parents for r in resolved):
+            continue
+        if seen.get(record.source) != record.digest:
+            removed += store.delete_file(record.source, record.digest)
+            log.info("pruned %s (%s)", record.source, "changed" if record.source in seen else "gone")
+    return removed
+
+
+def search(
+    query: str, encoder: Encoder, store: VectorStore, *, k: int = 5, kinds: Sequence[str] | None = None
+) -> list[Hit]:
+    """The best ``k`` items for a text query; each kind is searched with its own task's query preset."""
+    wanted = list(kinds or KINDS)
+    for kind in wanted:
+        if kind not in TASK_FOR_KIND:
+            raise ValueError(f"unknown type {kind!r}: use {', '.join(KINDS)}")
+    hits: list[Hit] = []
+    for kind in wanted:
+        vector = encoder.encode_queries([query], task=TASK_FOR_KIND[kind])[0]
+        hits.extend(store.query(np.asarray(vector), k, kinds=[kind]))
+    return sorted(hits, key=lambda h: h.score, reverse=True)[:k]
