@@ -1,0 +1,132 @@
+"""A chromadb ``EmbeddingFunction`` backed by the VLM2Vec encoder (extra ``[chroma]``).
+
+For people who use Chroma directly: texts, images (Chroma's numpy arrays, e.g. from ``uris`` with an
+``ImageLoader``) and clips by reference (a string ``"talk.mp4#t=10,20"`` naming an existing video) are embedded
+as documents by ``__call__`` and as queries by ``embed_query``, with the same vectors as the CLI and the adapters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import require_extra
+from .loading import DEFAULT_MODEL
+from .protocol import Encoder
+from .types import Input
+
+try:
+    from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, Space
+    from chromadb.utils.embedding_functions import register_embedding_function
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise require_extra("chroma", "chromadb") from exc
+
+
+@register_embedding_function
+class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
+    """``VLM2VecEmbeddingFunction(model=...)``, ``(remote="http://gpu:8000")`` or ``(encoder=shared_encoder)``.
+
+    ``task`` picks the preset for texts and images (``visdoc`` by default), ``clip_task`` the one for clips
+    (``moment``); documents use the preset's document side, ``embed_query`` its query side.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        encoder: Encoder | None = None,
+        remote: str | None = None,
+        api_key_env: str = "VLM2VEC_API_KEY",
+        task: str = "visdoc",
+        clip_task: str = "moment",
+        device: str | None = None,
+    ) -> None:
+        self.model = model
+        self.remote = remote
+        self.api_key_env = api_key_env
+        self.task = task
+        self.clip_task = clip_task
+        self.device = device
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            if self.remote:
+                import os
+
+                from .remote import RemoteEncoder
+
+                self._encoder = RemoteEncoder(self.remote, api_key=os.environ.get(self.api_key_env))
+            else:
+                from .local import VLM2VecEncoder
+
+                self._encoder = VLM2VecEncoder(self.model, device=self.device)
+        return self._encoder
+
+    def __call__(self, input: Embeddable) -> Embeddings:
+        return self._embed(input, "document")
+
+    def embed_query(self, input: Embeddable) -> Embeddings:
+        return self._embed(input, "query")
+
+    def _embed(self, items: Embeddable, role: str) -> Embeddings:
+        """Texts take the query or document side of ``task``; images and clips always the document side, so an
+        image used as a query meets the stored images on their own terms (image to image)."""
+        inputs = [self._as_input(x) for x in items]
+        out = np.zeros((len(inputs), self.encoder.dim), dtype=np.float32)
+        groups = (
+            ([i for i, x in enumerate(inputs) if x.modality == "text"], self.task, role),
+            ([i for i, x in enumerate(inputs) if x.modality == "image"], self.task, "document"),
+            ([i for i, x in enumerate(inputs) if x.video is not None], self.clip_task, "document"),
+        )
+        for positions, task, side in groups:
+            if positions:
+                method = self.encoder.encode_queries if side == "query" else self.encoder.encode_documents
+                out[positions] = method([inputs[i] for i in positions], task=task)
+        return list(out)
+
+    @staticmethod
+    def _as_input(item: Any) -> Input:
+        if isinstance(item, str):
+            from .documents import kind_of, parse_reference
+
+            path, start, _end, _page = parse_reference(item)
+            if start is not None and kind_of(path) == "video" and path.is_file():
+                return Input(video=item)
+            return Input(text=item)
+        if isinstance(item, np.ndarray):
+            from PIL import Image
+
+            return Input(image=Image.fromarray(np.ascontiguousarray(item.astype(np.uint8))).convert("RGB"))
+        raise TypeError(f"cannot embed a {type(item).__name__}: texts, clip references and image arrays only")
+
+    @staticmethod
+    def name() -> str:
+        return "vlm2vec"
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "remote": self.remote,
+            "api_key_env": self.api_key_env,
+            "task": self.task,
+            "clip_task": self.clip_task,
+        }
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> VLM2VecEmbeddingFunction:
+        return VLM2VecEmbeddingFunction(
+            config.get("model", DEFAULT_MODEL),
+            remote=config.get("remote"),
+            api_key_env=config.get("api_key_env", "VLM2VEC_API_KEY"),
+            task=config.get("task", "visdoc"),
+            clip_task=config.get("clip_task", "moment"),
+        )
