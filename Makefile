@@ -16,8 +16,10 @@ $(VENV)/.installed: core/pyproject.toml $(wildcard packages/*/pyproject.toml) re
 	$(PY) -m pip install --quiet -e "core[local,server,chroma]" $(foreach p,$(PACKAGES),-e $(p)) -r requirements-dev.txt
 	touch $@
 
+# The main job: index the sample PDF and video (examples/data), then search them.
 demo: setup
-	$(PY) examples/search_pdf_video.py --model "$(MODEL)" "$(QUERY)"
+	$(VENV)/bin/vlm2vec index examples/data --model "$(MODEL)" --db .vlm2vec --clip-seconds 5
+	$(VENV)/bin/vlm2vec search "$(QUERY)" --model "$(MODEL)" --db .vlm2vec --sheet .vlm2vec/hits.png
 
 test: setup
 	$(PY) -m pytest

@@ -106,3 +106,18 @@ def test_references_round_trip(folder: Path):
     assert input_for_reference(video).video == video
     with pytest.raises(InputError, match="starts after the end"):
         read_clip_frames(video, 50, 60)
+
+
+def test_input_for_metadata_prefers_the_cached_image(folder: Path, tmp_path: Path):
+    from vlm2vec_core import input_for_metadata
+
+    items = list(iter_items(folder / "a.pdf", cache_dir=tmp_path / "c"))
+    meta = items[0].metadata()
+    assert input_for_metadata(meta).image == Path(meta["image_path"])
+    Path(meta["image_path"]).unlink()  # cache gone: the reference is rendered again
+    again = input_for_metadata(meta)
+    assert again.image is not None and not isinstance(again.image, Path)
+    clip = next(iter(iter_items(folder / "sub" / "talk.mp4", cache_dir=tmp_path / "c", clip_seconds=1.0)))
+    assert input_for_metadata(clip.metadata()).video == clip.reference
+    with pytest.raises(ValueError, match="no 'reference'"):
+        input_for_metadata({"kind": "page"})

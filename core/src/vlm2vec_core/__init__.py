@@ -14,7 +14,15 @@ from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
 
 if TYPE_CHECKING:
-    from .documents import Item, file_digest, input_for_reference, iter_items, parse_reference, walk
+    from .documents import (
+        Item,
+        file_digest,
+        input_for_metadata,
+        input_for_reference,
+        iter_items,
+        parse_reference,
+        walk,
+    )
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
     from .pdf import pdf_pages
@@ -29,6 +37,7 @@ _LAZY = {
     "file_digest": "documents",
     "parse_reference": "documents",
     "input_for_reference": "documents",
+    "input_for_metadata": "documents",
     "read_clip_frames": "video",
     "VLM2VecEncoder": "local",
     "ModelNotFoundError": "loading",
@@ -55,6 +64,7 @@ __all__ = [
     "build_prompt",
     "file_digest",
     "get_preset",
+    "input_for_metadata",
     "input_for_reference",
     "iter_items",
     "parse_reference",

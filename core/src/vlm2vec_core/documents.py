@@ -93,6 +93,21 @@ def input_for_reference(reference: str | os.PathLike[str], *, dpi: float = 144) 
     return Input(image=path)
 
 
+def input_for_metadata(metadata: dict[str, Any]) -> Input:
+    """The Input a stored item stands for, from its metadata (as ``Item.metadata()`` wrote it).
+
+    A page or image uses its cached image when it is still there (the same pixels, no re-render), a clip its
+    reference (8 frames over its span); otherwise the reference is resolved as ``input_for_reference`` does.
+    """
+    reference = metadata.get("reference")
+    image_path = metadata.get("image_path")
+    if metadata.get("kind") in ("page", "image") and image_path and Path(image_path).is_file():
+        return Input(image=Path(image_path))
+    if not reference:
+        raise ValueError("metadata has no 'reference' (was it written by vlm2vec's loaders?)")
+    return input_for_reference(str(reference))
+
+
 def default_cache_dir() -> Path:
     """Where page images and clip thumbnails go: $VLM2VEC_CACHE, else $XDG_CACHE_HOME/vlm2vec, else ~/.cache."""
     if env := os.environ.get("VLM2VEC_CACHE"):
