@@ -9,14 +9,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from vlm2vec_core import Encoder, Input, get_preset, input_for_reference
+from vlm2vec_core import Encoder, Input, get_preset, input_for_metadata
 from vlm2vec_core.loading import DEFAULT_MODEL
 from vlm2vec_core.media import from_data_url
 
@@ -175,19 +174,12 @@ def _split(documents: Sequence[Document]) -> tuple[list[tuple[int, Input]], list
     pages: list[tuple[int, Input]] = []
     clips: list[tuple[int, Input]] = []
     for i, doc in enumerate(documents):
-        meta = doc.metadata
-        reference = meta.get("reference")
-        if not reference:
+        if not doc.metadata.get("reference"):
             raise ValueError(
                 f"document {i} ({doc.page_content[:40]!r}) has no 'reference' metadata: "
                 "load pages and clips with the langchain_vlm2vec loaders"
             )
-        if meta.get("kind") == "clip":
-            clips.append((i, Input(video=str(reference))))
-        elif (image_path := meta.get("image_path")) and Path(image_path).is_file():
-            pages.append((i, Input(image=Path(image_path))))  # the cached page render: same pixels, no re-render
-        else:
-            pages.append((i, input_for_reference(str(reference))))
+        (clips if doc.metadata.get("kind") == "clip" else pages).append((i, input_for_metadata(doc.metadata)))
     return pages, clips
 
 
