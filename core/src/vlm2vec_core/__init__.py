@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
+    from .remote import RemoteEncoder
     from .pdf import pdf_pages
     from .video import read_clip_frames, read_video_frames, video_clips
 
@@ -40,6 +41,7 @@ _LAZY = {
     "input_for_metadata": "documents",
     "read_clip_frames": "video",
     "VLM2VecEncoder": "local",
+    "RemoteEncoder": "remote",
     "ModelNotFoundError": "loading",
     "pdf_pages": "pdf",
     "video_clips": "video",
@@ -57,6 +59,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "Page",
+    "RemoteEncoder",
     "TaskPreset",
     "VLM2VecEncoder",
     "VideoClip",

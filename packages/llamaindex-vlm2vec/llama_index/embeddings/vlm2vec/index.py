@@ -1,0 +1,169 @@
+"""A persistent multimodal index on Chroma, idempotent indexing, and a query engine over pages and clips."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.indices.multi_modal import MultiModalVectorStoreIndex
+from llama_index.core.llms import LLM, MockLLM
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers.no_text import NoText
+from llama_index.core.schema import BaseNode, Document, ImageNode, NodeWithScore, QueryBundle
+
+from vlm2vec_core import MissingDependencyError
+
+
+def open_chroma_index(
+    path: str | os.PathLike[str] | None,
+    embed_model: BaseEmbedding,
+    *,
+    client: Any = None,
+    collection_prefix: str = "vlm2vec",
+    **index_kwargs: Any,
+) -> MultiModalVectorStoreIndex:
+    """Create or reopen a ``MultiModalVectorStoreIndex`` kept in Chroma: ``{prefix}_text`` for text nodes and
+    ``{prefix}_images`` for pages, clips and images, both with cosine distance.
+
+    ``path`` is an embedded Chroma folder (``chromadb.PersistentClient``); pass ``client=`` instead for any
+    other Chroma client (e.g. ``chromadb.HttpClient``). Everything is on disk as soon as it is inserted: calling
+    this again with the same path (in this process or a later one) gives the same index back.
+    ``embed_model`` (a ``VLM2VecEmbedding``) embeds both text and images.
+    """
+    try:
+        import chromadb
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{exc.name} is needed for open_chroma_index; install it with: "
+            'pip install "llama-index-embeddings-vlm2vec[chroma]"'
+        ) from exc
+    if client is None:
+        if path is None:
+            raise ValueError("open_chroma_index needs a folder path or a Chroma client")
+        client = chromadb.PersistentClient(path=str(Path(path)))
+    stores = [
+        ChromaVectorStore(chroma_collection=_cosine_collection(client, f"{collection_prefix}_{name}"))
+        for name in ("text", "images")
+    ]
+    return MultiModalVectorStoreIndex.from_vector_store(
+        vector_store=stores[0],
+        embed_model=embed_model,
+        image_vector_store=stores[1],
+        image_embed_model=index_kwargs.pop("image_embed_model", embed_model),
+        **index_kwargs,
+    )
+
+
+def _cosine_collection(client: Any, name: str) -> Any:
+    collection = client.get_or_create_collection(name, configuration={"hnsw": {"space": "cosine"}})
+    space = (collection.configuration.get("hnsw") or {}).get("space") or (collection.metadata or {}).get("hnsw:space")
+    if space != "cosine":
+        raise ValueError(f"Chroma collection {name!r} exists with {space or 'l2'} distance; VLM2Vec needs cosine")
+    return collection
+
+
+def index_documents(
+    index: MultiModalVectorStoreIndex, documents: Iterable[Document], *, show_progress: bool = False
+) -> list[str]:
+    """Add documents to ``index``, embedding only those it does not hold yet; returns the new node ids.
+
+    Node ids come from document ids (the readers' ids are content hash + page or clip span), so indexing the same
+    folder again embeds and stores nothing new, and a changed file is indexed under new ids.
+    """
+    nodes = SentenceSplitter(id_func=_node_id)(list(documents))
+    wanted = [node.node_id for node in nodes]
+    present: set[str] = set()
+    for store in (index.vector_store, index.image_vector_store):
+        if wanted:
+            present.update(node.node_id for node in store.get_nodes(node_ids=wanted))
+    new = [node for node in nodes if node.node_id not in present]
+    if new:
+        index.insert_nodes(new, show_progress=show_progress)
+    # LlamaIndex marks a store "empty" after any insert without nodes for it, and never unmarks it: querying
+    # an empty store costs nothing, skipping a full one loses results.
+    index._is_text_vector_store_empty = False
+    index._is_image_vector_store_empty = False
+    return [node.node_id for node in new]
+
+
+def _node_id(i: int, document: BaseNode) -> str:
+    return document.node_id if i == 0 else f"{document.node_id}-{i}"
+
+
+class ClipThumbnails(BaseNodePostprocessor):
+    """Shows a chat model the thumbnail of each retrieved clip (its ``file_path``) instead of the clip reference,
+    which is no image file."""
+
+    marker: str = Field(default="#t=", description="What marks a clip reference in a node's image_path.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ClipThumbnails"
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        out = []
+        for hit in nodes:
+            node = hit.node
+            if (
+                isinstance(node, ImageNode)
+                and self.marker in (node.image_path or "")
+                and node.metadata.get("file_path")
+            ):
+                node = node.model_copy(
+                    update={"image_path": node.metadata["file_path"], "image_mimetype": "image/jpeg"}
+                )
+            out.append(NodeWithScore(node=node, score=hit.score))
+        return out
+
+
+def chat_llm_from_env(**kwargs: Any) -> LLM | None:
+    """The multimodal chat model configured for the suite, or None: ``VLM2VEC_CHAT_BASE_URL`` (else
+    ``OPENAI_BASE_URL``), ``VLM2VEC_CHAT_API_KEY`` (else ``OPENAI_API_KEY``) and ``VLM2VEC_CHAT_MODEL``; configured
+    when base URL and model are set. ``kwargs`` go to ``OpenAILike`` (e.g. ``max_tokens``, ``timeout``)."""
+    from vlm2vec_core.chat import ChatConfig
+
+    config = ChatConfig.from_env()
+    if config is None:
+        return None
+    try:
+        from llama_index.llms.openai_like import OpenAILike
+    except ImportError as exc:
+        raise MissingDependencyError(
+            'an OpenAI-compatible chat model needs: pip install "llama-index-embeddings-vlm2vec[llm]"'
+        ) from exc
+    options: dict[str, Any] = {"is_chat_model": True, "context_window": 32768, "timeout": config.timeout, **kwargs}
+    return OpenAILike(model=config.model, api_base=config.base_url, api_key=config.api_key or "none", **options)
+
+
+def query_engine(
+    index: MultiModalVectorStoreIndex,
+    llm: LLM | None = None,
+    *,
+    similarity_top_k: int = 2,
+    image_similarity_top_k: int = 3,
+    **kwargs: Any,
+) -> RetrieverQueryEngine:
+    """A query engine answering from the retrieved pages and clips (as images) with a multimodal chat model:
+    ``llm``, else the one configured in the environment (:func:`chat_llm_from_env`). Without one it retrieves
+    only: ``response.source_nodes`` holds the hits and ``response.response`` is empty.
+    ``kwargs`` go to ``RetrieverQueryEngine.from_args`` (templates, ``streaming``...; without a model, only
+    ``node_postprocessors`` and ``callback_manager`` apply)."""
+    retriever = index.as_retriever(similarity_top_k=similarity_top_k, image_similarity_top_k=image_similarity_top_k)
+    llm = llm or chat_llm_from_env()
+    if llm is None:
+        # not from_args: it resolves Settings.llm (OpenAI by default) even when no text is to be written
+        synthesizer = NoText(llm=MockLLM())
+        return RetrieverQueryEngine(retriever, response_synthesizer=synthesizer, **kwargs)
+    postprocessors = [ClipThumbnails(), *kwargs.pop("node_postprocessors", [])]
+    return RetrieverQueryEngine.from_args(
+        retriever, llm=llm, multimodal=True, node_postprocessors=postprocessors, **kwargs
+    )
