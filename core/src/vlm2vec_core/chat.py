@@ -6,13 +6,17 @@ Configured by ``VLM2VEC_CHAT_BASE_URL`` (or ``OPENAI_BASE_URL``), ``VLM2VEC_CHAT
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
 from .media import to_data_url
 from .store import Hit
+
+log = logging.getLogger(__name__)
 
 SYSTEM = (
     "You answer questions about documents and videos from the page images and video frames you are shown. "
@@ -53,7 +57,11 @@ def hit_images(hit: Hit, *, frames_per_clip: int = 4, max_side: int = 1024) -> l
             return [to_data_url(f, max_side=max_side) for f in frames]
         except (OSError, ValueError):  # the video moved or broke since indexing: its cached thumbnail
             pass
-    return [to_data_url(meta["image_path"], max_side=max_side)]
+    try:
+        return [to_data_url(meta["image_path"], max_side=max_side)]
+    except (InputError, KeyError) as err:  # the cached page image or the image file is gone: the label stays
+        log.warning("no image for %s: %s", hit.label, err)
+        return []
 
 
 def build_messages(question: str, hits: Sequence[Hit], **image_options: Any) -> list[dict[str, Any]]:

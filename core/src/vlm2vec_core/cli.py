@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     _store_options(search)
     _encoder_options(search)
-    search.add_argument("-k", type=int, default=5, help="number of hits")
+    search.add_argument("-k", type=_positive_int, default=5, help="number of hits")
     search.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument("--sheet", type=Path, help="also write a contact sheet PNG of the hits")
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     _store_options(ask)
     _encoder_options(ask)
-    ask.add_argument("-k", type=int, default=4)
+    ask.add_argument("-k", type=_positive_int, default=4)
     ask.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
     ask.add_argument("--chat-base-url", default=None, help="OpenAI-compatible endpoint ($VLM2VEC_CHAT_BASE_URL)")
     ask.add_argument("--chat-model", default=None, help="$VLM2VEC_CHAT_MODEL")
@@ -77,6 +77,13 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
     parser.add_argument("--api-key", default=None, help="for --remote (default $VLM2VEC_API_KEY)")
     parser.add_argument("--device", default=None)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .documents import Item, file_digest, iter_items, kind_of, walk
+from .documents import Item, default_cache_dir, file_digest, iter_items, kind_of, walk
 from .errors import InputError
 from .protocol import Encoder
 from .store import FileRecord, Hit, VectorStore
@@ -73,6 +73,7 @@ def index_paths(
     for record in store.files():
         known.setdefault(record.source, set()).add(record.digest)
     seen: dict[str, str] = {}
+    files: list[tuple[str, str]] = []
     for path in walk(roots):
         source = str(path.resolve())
         if kind_of(path) is None:
@@ -84,17 +85,25 @@ def index_paths(
             report.errors.append(err)
             continue
         seen[source] = digest
+        files.append((source, digest))
+    if prune:  # first: pruning may un-record a live copy of a gone file, which is then indexed again below
+        report.pruned = _prune(store, roots, seen)
+        known = {}
+        for record in store.files():
+            known.setdefault(record.source, set()).add(record.digest)
+    cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
+    for source, digest in files:
         if digest in known.get(source, set()):
             report.files_unchanged += 1
             continue
         stored = _index_file(
-            path,
+            Path(source),
             source,
             digest,
             encoder,
             store,
             report,
-            cache_dir=cache_dir,
+            cache_dir=cache,
             dpi=dpi,
             clip_seconds=clip_seconds,
             chunk_size=chunk_size,
@@ -104,8 +113,6 @@ def index_paths(
         if stored is not None:
             store.mark_file(FileRecord(source, digest, stored, time.time()))
             report.files_indexed += 1
-    if prune:
-        report.pruned = _prune(store, roots, seen)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -169,12 +176,18 @@ def _by_kind(items: Sequence[Item]) -> dict[str, list[Item]]:
 def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str]) -> int:
     """Drop entries of files under ``roots`` that are gone, or whose content changed since indexing."""
     resolved = [r.resolve() for r in roots]
+    records = store.files()
     removed = 0
-    for record in store.files():
+    for record in records:
         source = Path(record.source)
         if not any(source == r or r in source.parents for r in resolved):
             continue
         if seen.get(record.source) != record.digest:
+            # Ids come from the content, so identical copies share their items (stored under whichever path
+            # came first): un-record the other copies before the items go, so that they are indexed again.
+            for twin in records:
+                if twin.digest == record.digest and twin.source != record.source:
+                    removed += store.delete_file(twin.source, twin.digest)
             removed += store.delete_file(record.source, record.digest)
             log.info("pruned %s (%s)", record.source, "changed" if record.source in seen else "gone")
     return removed

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import InputError
 from .media import load_image
 from .store import Hit
 
@@ -50,7 +51,12 @@ def _tile(hit: Hit, size: int) -> Image.Image:
             return _strip(frames, size)
         except (OSError, ValueError):
             pass  # the video is gone: its cached thumbnail
-    image = load_image(meta["image_path"]).copy()
+    try:
+        image = load_image(meta["image_path"]).copy()
+    except (InputError, KeyError):  # the cached page image or the image file is gone: a blank tile says so
+        image = Image.new("RGB", (size - 8, size - 8), (235, 235, 235))
+        ImageDraw.Draw(image).text((size // 2, size // 2), "image missing", fill=(120, 120, 120), anchor="mm")
+        return image
     image.thumbnail((size - 8, size - 8))
     return image
 
