@@ -23,6 +23,10 @@ class Counting:
         self.encoder = encoder
         self.embedded = 0
 
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.dim)
+
     def encode_documents(self, inputs: Any, **kwargs: Any) -> Any:
         self.embedded += len(inputs)
         return self.encoder.encode_documents(inputs, **kwargs)

@@ -86,12 +86,31 @@ def test_table_shows_time_ranges_for_clips(indexed: Indexed, tiny_encoder: Any, 
     assert any(re.search(r" image\s+-\s+\S+photo\.png$", line) for line in lines)
 
 
-def test_searching_an_empty_collection_says_to_index_first(tmp_path: Path) -> None:
-    result = run_cli("search", "anything", "--db", tmp_path / "db", "--model", tmp_path / "no-model-needed")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_searching_without_an_index_says_to_index_first(tmp_path: Path) -> None:
+    missing = run_cli("search", "anything", "--db", tmp_path / "db", "--model", tmp_path / "no-model-needed")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: no index at {tmp_path / 'db'}: run `vlm2vec index PATH --db {tmp_path / 'db'}` first"
+    ]
+    assert not (tmp_path / "db").exists()  # nothing created
+    ChromaStore.open(db=tmp_path / "db")  # an empty collection
+    empty = run_cli("search", "anything", "--db", tmp_path / "db", "--model", tmp_path / "no-model-needed")
+    assert empty.returncode == 2
+    assert empty.stderr.strip().splitlines() == [
         "error: the collection 'vlm2vec' is empty: run `vlm2vec index PATH` first"
     ]
+
+
+def test_an_index_of_another_model_is_refused_clearly(indexed: Indexed, tmp_path: Path) -> None:
+    from vlm2vec_core import FakeEncoder
+    from vlm2vec_core.indexer import index_paths
+    from vlm2vec_core.store import DimensionMismatch
+
+    store = ChromaStore.open(db=indexed.tmp / "db")
+    with pytest.raises(DimensionMismatch, match="holds 64-dimensional vectors but this model makes 8"):
+        search("q", FakeEncoder(dim=8), store)
+    with pytest.raises(DimensionMismatch, match="another model"):
+        index_paths([indexed.root], FakeEncoder(dim=8), store, cache_dir=tmp_path / "cache")
 
 
 def test_k_must_be_positive(tmp_path: Path, capsys: Any) -> None:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     )
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
-    from .remote import RemoteEncoder
     from .pdf import pdf_pages
+    from .remote import RemoteEncoder
     from .video import read_clip_frames, read_video_frames, video_clips
 
 __version__ = "0.1.0"

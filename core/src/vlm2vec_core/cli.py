@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .store import DimensionMismatch
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm2vec", description="VLM2Vec-V2 embeddings for documents and video")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask}
     try:
         return commands[args.command](args)
-    except _Stop as stop:
+    except (_Stop, DimensionMismatch) as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 2
 
@@ -158,6 +160,8 @@ def _index(args: argparse.Namespace) -> int:
 def _hits(args: argparse.Namespace, query: str) -> list[Any]:
     from .indexer import search
 
+    if not args.chroma_url and not args.db.exists():
+        raise _Stop(f"no index at {args.db}: run `vlm2vec index PATH --db {args.db}` first")
     store = _store(args)
     if store.count() == 0:
         raise _Stop(f"the collection {args.collection!r} is empty: run `vlm2vec index PATH` first")

@@ -68,6 +68,7 @@ def index_paths(
     """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal."""
     started = time.perf_counter()
     report = IndexReport()
+    store.check_dim(encoder.dim)
     roots = [Path(p) for p in paths]
     known: dict[str, set[str]] = {}
     for record in store.files():
@@ -133,6 +134,7 @@ def _index_file(
     progress: Any,
 ) -> int | None:
     """Embed and store one file's items chunk by chunk; the number stored, or None when the file failed."""
+    started = time.perf_counter()
     errors: list[InputError] = []
     items = iter_items(path, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, errors=errors)
     total = 0
@@ -155,7 +157,8 @@ def _index_file(
         total += len(chunk)
         if progress is not None:
             progress.update(len(chunk))
-            progress.set_postfix({k + "s": n for k, n in report.items.items()}, refresh=False)
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            progress.set_postfix_str(", ".join(f"{n / elapsed:.1f} {k}s/s" for k, n in sorted(report.items.items())))
     report.errors.extend(errors)
     file_failed = any(e.location is None for e in errors)  # the file itself could not be read
     return None if file_failed and total == 0 else total
@@ -197,6 +200,7 @@ def search(
     query: str, encoder: Encoder, store: VectorStore, *, k: int = 5, kinds: Sequence[str] | None = None
 ) -> list[Hit]:
     """The best ``k`` items for a text query; each kind is searched with its own task's query preset."""
+    store.check_dim(encoder.dim)
     wanted = list(kinds or KINDS)
     for kind in wanted:
         if kind not in TASK_FOR_KIND:

@@ -20,6 +20,10 @@ from .errors import require_extra
 FILES_SUFFIX = "__files"
 
 
+class DimensionMismatch(ValueError):
+    """The collection was built with a model whose vectors have another size."""
+
+
 @dataclass(frozen=True)
 class Hit:
     id: str
@@ -50,6 +54,7 @@ class FileRecord:
 
 
 class VectorStore(Protocol):
+    def check_dim(self, dim: int) -> None: ...
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None: ...
     def existing(self, ids: Sequence[str]) -> set[str]: ...
     def query(self, vector: np.ndarray, k: int, kinds: Iterable[str] | None = None) -> list[Hit]: ...
@@ -90,6 +95,18 @@ class ChromaStore:
         else:
             client = chromadb.PersistentClient(path=str(db or ".vlm2vec"))
         return cls(client, collection)
+
+    def check_dim(self, dim: int) -> None:
+        """Refuse vectors of another size than the collection holds (an index built with another model)."""
+        if self.items.count() == 0:
+            return
+        sample = self.items.get(limit=1, include=["embeddings"])["embeddings"]
+        stored = len(sample[0]) if sample is not None and len(sample) else dim
+        if stored != dim:
+            raise DimensionMismatch(
+                f"collection {self.name!r} holds {stored}-dimensional vectors but this model makes {dim}: it was "
+                "built with another model; use that model, or another --collection or --db"
+            )
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         if ids:
