@@ -20,8 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,14 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples"), str(ROOT / "bench")]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from procs import Service, free_port  # noqa: E402 - tests/ is on the path from here on
 
 
-class Server:
+class Server(Service):
     """``vlm2vec serve`` in a subprocess, on a free loopback port, without API keys."""
 
     def __init__(self, model: Path, log: Path, *extra: str) -> None:
@@ -48,34 +42,11 @@ class Server:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vlm2vec_core.cli"]
         cmd += ["serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *extra]
         env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEYS"} | {"HF_HUB_OFFLINE": "1"}
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        super().__init__(cmd, f"{self.url}/health", log, env)
 
     def wait(self, timeout: float = 120.0) -> Server:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited ({self.process.returncode}):\n{self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not come up in {timeout} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.start(timeout)
+        return self
 
 
 def timed(fn: Any) -> tuple[Any, float]:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clihelp import CHAT_ENV, Indexed, run_cli, store_args
 
-from conftest import CHAT_ENV, FakeChat, Indexed, run_cli, store_args
+from fakechat import FakeChat
 from vlm2vec_core import cli
 
 QUESTION = "Which page shows the red circle?"

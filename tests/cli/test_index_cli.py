@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 import chromadb
-
-from conftest import BAD_NAMES, GOOD_ITEMS, PDF_PAGES, VIDEO_CLIPS, Indexed, model_args, run_cli, store_args
+from clihelp import BAD_NAMES, GOOD_ITEMS, PDF_PAGES, VIDEO_CLIPS, Indexed, model_args, run_cli, store_args
 
 
 def _items(db: Path) -> list[dict]:

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import chromadb
+from clihelp import cli_env, model_args, run_cli, store_args
 
-from conftest import cli_env, model_args, run_cli, store_args
 from mediafixtures import make_pdf
 from vlm2vec_core.documents import file_digest
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clihelp import GOOD_ITEMS, PDF_PAGES, Indexed, run_cli, store_args
 from PIL import Image
 
-from conftest import GOOD_ITEMS, PDF_PAGES, Indexed, run_cli, store_args
 from vlm2vec_core import cli
 from vlm2vec_core.indexer import search
 from vlm2vec_core.sheet import LABEL, TILE, contact_sheet

@@ -6,62 +6,37 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 import mediafixtures
+from fakechat import FakeChat
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "langchain_agent.py"
 pytest.importorskip("langchain.agents")
 pytest.importorskip("langchain_openai")
 
 
-class _FakeChat(BaseHTTPRequestHandler):
-    """POST /v1/chat/completions: first asks for the search tool, then answers from what it was shown."""
-
-    requests: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(body)
-        tools = body.get("tools") or []
-        if not any(m["role"] == "tool" for m in body["messages"]):
-            call = {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": tools[0]["function"]["name"], "arguments": json.dumps({"query": "shapes"})},
-            }
-            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
-        else:
-            images = sum(
-                1
-                for m in body["messages"]
-                if isinstance(m.get("content"), list)
-                for part in m["content"]
-                if part.get("type") == "image_url"
-            )
-            message = {"role": "assistant", "content": f"ANSWER: I looked at {images} images."}
-        payload = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+def _agent_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """First ask for the search tool, then answer from what the tool showed."""
+    tools = body.get("tools") or []
+    if not any(m["role"] == "tool" for m in body["messages"]):
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": tools[0]["function"]["name"], "arguments": json.dumps({"query": "shapes"})},
         }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+    images = sum(
+        1
+        for m in body["messages"]
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if part.get("type") == "image_url"
+    )
+    return {"role": "assistant", "content": f"ANSWER: I looked at {images} images."}
 
 
 @pytest.fixture(scope="module")
@@ -96,22 +71,12 @@ def test_without_a_chat_model_it_retrieves_and_says_so(tiny_model_dir: Path, fil
 def test_with_an_openai_compatible_endpoint_the_agent_answers_from_the_images(
     tiny_model_dir: Path, files: list[str], tmp_path: Path
 ) -> None:
-    _FakeChat.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {
-            "VLM2VEC_CHAT_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1",
-            "VLM2VEC_CHAT_MODEL": "fake-vlm",
-            "VLM2VEC_CHAT_API_KEY": "sk-test",
-        }
+    with FakeChat(reply=_agent_reply) as chat:
+        env = {"VLM2VEC_CHAT_BASE_URL": chat.url, "VLM2VEC_CHAT_MODEL": "fake-vlm", "VLM2VEC_CHAT_API_KEY": "sk-test"}
         args = ["what shapes are shown?", "--model", str(tiny_model_dir), "--device", "cpu", "--files", *files]
         done = _run(args, env, tmp_path)
-    finally:
-        server.shutdown()
     assert done.returncode == 0, done.stderr
     assert "ANSWER: I looked at 2 images." in done.stdout
-    assert len(_FakeChat.requests) == 2
-    tool_message = next(m for m in _FakeChat.requests[1]["messages"] if m["role"] == "tool")
+    assert len(chat.requests) == 2
+    tool_message = next(m for m in chat.requests[1]["body"]["messages"] if m["role"] == "tool")
     assert "score" in str(tool_message["content"])

@@ -6,11 +6,9 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import chromadb
 import numpy as np
@@ -20,6 +18,7 @@ from llama_index.core.indices.multi_modal import MultiModalVectorStoreIndex
 from llama_index.core.schema import QueryBundle
 from llama_index.core.vector_stores import VectorStoreQuery
 
+from fakechat import FakeChat
 from llama_index.embeddings.vlm2vec import (
     ClipThumbnails,
     VLM2VecEmbedding,
@@ -147,61 +146,27 @@ def test_without_a_chat_model_the_engine_retrieves_only(built: dict[str, Any], m
     assert len(response.source_nodes) == 3
 
 
-class FakeChat(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that records each request and answers with a fixed sentence."""
-
-    requests: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeChat.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        reply = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Page 2."}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def chat_server() -> Iterator[str]:
-    FakeChat.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def chat_server() -> Iterator[FakeChat]:
+    with FakeChat(answer="Page 2.") as chat:
+        yield chat
 
 
 def test_with_a_chat_model_the_engine_answers_from_page_and_clip_images(
-    built: dict[str, Any], chat_server: str, monkeypatch: pytest.MonkeyPatch
+    built: dict[str, Any], chat_server: FakeChat, monkeypatch: pytest.MonkeyPatch
 ):
     pytest.importorskip("llama_index.llms.openai_like", reason="needs llama-index-embeddings-vlm2vec[llm]")
     for name in CHAT_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENAI_BASE_URL", chat_server)  # the fallback of VLM2VEC_CHAT_BASE_URL
+    monkeypatch.setenv("OPENAI_BASE_URL", chat_server.url)  # the fallback of VLM2VEC_CHAT_BASE_URL
     monkeypatch.setenv("VLM2VEC_CHAT_API_KEY", "secret")
     monkeypatch.setenv("VLM2VEC_CHAT_MODEL", "fake-vlm")
     response = query_engine(built["index"], image_similarity_top_k=8).query("what is on page two?")
     assert str(response) == "Page 2."
     assert len(response.source_nodes) == 8
-    (request,) = FakeChat.requests
+    (request,) = chat_server.requests
     assert request["path"] == "/v1/chat/completions"
-    assert request["auth"] == "Bearer secret"
+    assert request["authorization"] == "Bearer secret"
     assert request["body"]["model"] == "fake-vlm"
     parts = [p for m in request["body"]["messages"] if isinstance(m["content"], list) for p in m["content"]]
     images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]

@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from servehelp import API_KEYS, Server
 
 import mediafixtures
-from conftest import API_KEYS, Server
 from vlm2vec_core import Input, InputError, VLM2VecEncoder, pdf_pages, video_clips
 from vlm2vec_core.remote import RemoteEncoder, RemoteError
 from vlm2vec_core.wire import frames_data_url, image_data_url
@@ -295,7 +295,7 @@ def test_server_killed_and_restarted_mid_job(fresh_server, tiny_encoder: VLM2Vec
 
 
 def test_client_gives_up_with_a_clear_error_when_nothing_listens():
-    from conftest import free_port
+    from procs import free_port
 
     enc = RemoteEncoder(f"http://127.0.0.1:{free_port()}", max_retries=1, backoff=0.01)
     with pytest.raises(RemoteError, match="giving up after 2 attempts"):
