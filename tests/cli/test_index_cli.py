@@ -23,6 +23,8 @@ def test_strict_index_stores_the_good_files_and_lists_the_bad_ones(indexed: Inde
     assert f"{len(BAD_NAMES)} problem(s):" in result.stderr
     listed = result.stderr.split(f"{len(BAD_NAMES)} problem(s):", 1)[1].strip().splitlines()
     assert len(listed) == len(BAD_NAMES)
+    for name in BAD_NAMES:
+        assert result.stderr.count(name) == 1, f"{name} reported more than once:\n{result.stderr}"
     for name in BAD_NAMES:  # each bad file named once at the end, with its reason
         (line,) = [row for row in listed if name in row]
         assert re.search(rf"{re.escape(name)}.*: \S", line), line

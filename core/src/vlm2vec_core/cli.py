@@ -137,6 +137,8 @@ def _index(args: argparse.Namespace) -> int:
     if missing:
         raise _Stop(f"no such file or folder: {', '.join(missing)}")
     encoder, store = _encoder(args), _store(args)
+    if not args.verbose:  # bad files are listed once, at the end, not also as they are met
+        logging.getLogger("vlm2vec_core").setLevel(logging.ERROR)
     with tqdm(unit=" items", desc="indexing", disable=None) as bar:
         report = index_paths(
             args.paths,

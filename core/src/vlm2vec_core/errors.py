@@ -41,7 +41,7 @@ def report(err: InputError, errors: list[InputError] | None) -> None:
     """Raise ``err``, or, when the caller passed an ``errors`` list, record it there and carry on."""
     if errors is None:
         raise err
-    logger.info("skipped: %s", err)  # the caller asked for the list, and reports it
+    logger.warning("skipped: %s", err)
     errors.append(err)
 
 
