@@ -279,18 +279,33 @@ def test_server_killed_and_restarted_mid_job(fresh_server, tiny_encoder: VLM2Vec
     srv = fresh_server()
     images = [Image.new("RGB", (200 + 3 * i, 150), (i * 6 % 255, 40, 200 - i)) for i in range(40)]
     expected = tiny_encoder.encode_documents(images)
-    client = RemoteEncoder(srv.url, api_key=API_KEYS[0], max_concurrency=1, max_retries=10, backoff=0.2)
+    reached, resume = threading.Event(), threading.Event()
+
+    class Gated(RemoteEncoder):
+        """Pauses before its 6th request until the test has killed the server: mid-job, whatever the speed."""
+
+        calls = 0
+
+        def _post_embeddings(self, body, expected):  # type: ignore[no-untyped-def]
+            Gated.calls += 1
+            if Gated.calls == 6:
+                reached.set()
+                resume.wait(60)
+            return super()._post_embeddings(body, expected)
+
+    client = Gated(srv.url, api_key=API_KEYS[0], max_concurrency=1, max_retries=10, backoff=0.2)
     result: dict[str, object] = {}
     job = threading.Thread(target=lambda: result.update(vectors=client.encode_documents(images)))
     job.start()
-    time.sleep(1.0)
-    assert job.is_alive(), "the job should still be running when the server dies"
+    assert reached.wait(60), "the job never got to its 6th request"
     srv.signal(signal.SIGKILL)
     srv.process.wait()  # type: ignore[union-attr]
+    resume.set()  # the 6th request now meets a dead server and retries
     srv.start()  # same port, fresh process
     job.join(120)
     got = result["vectors"]
     assert isinstance(got, np.ndarray) and got.shape == expected.shape  # nothing lost, nothing duplicated
+    assert Gated.calls == len(images)  # one request an image; the retries happened inside it
     np.testing.assert_allclose(got, expected, atol=TOL)
 
 
