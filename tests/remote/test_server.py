@@ -224,7 +224,7 @@ def test_64_concurrent_clients(server: Server, tiny_encoder: VLM2VecEncoder):
 
 
 def test_full_queue_answers_503_and_the_client_retries(fresh_server, tiny_encoder: VLM2VecEncoder):  # type: ignore[no-untyped-def]
-    srv = fresh_server("--max-queue", "2", "--max-batch-size", "2", "--max-wait-ms", "300")
+    srv = fresh_server("--max-queue", "2", "--max-batch-size", "2", "--max-wait-ms", "1000")
     bodies = [
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _png((100 + i, 80))}}]}]}
         for i in range(12)
@@ -256,7 +256,7 @@ def test_body_over_the_limit_is_413(fresh_server):  # type: ignore[no-untyped-de
 
 
 def test_graceful_shutdown_finishes_requests_in_flight(fresh_server):  # type: ignore[no-untyped-def]
-    srv = fresh_server("--max-wait-ms", "1500", "--max-batch-size", "64")
+    srv = fresh_server("--max-wait-ms", "4000", "--max-batch-size", "64")
     result: dict[str, object] = {}
 
     def call() -> None:
@@ -266,7 +266,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(fresh_server):  # type: i
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.7)  # the request now waits in the batcher (1.5 s window)
+    time.sleep(1.5)  # the request now waits in the batcher (4 s window)
     srv.signal(signal.SIGTERM)
     thread.join(30)
     response = result["response"]
