@@ -193,3 +193,35 @@ def test_async_twins_give_the_same_vectors():
     np.testing.assert_array_equal(asyncio.run(enc.aencode_queries(["a", "b"])), sync)
     np.testing.assert_array_equal(asyncio.run(enc.aencode_documents(["a"])), enc.encode_documents(["a"]))
     np.testing.assert_array_equal(asyncio.run(enc.aencode(["a"])), enc.encode(["a"]))
+
+
+def test_encode_by_task_groups_per_task_and_keeps_order():
+    import asyncio
+
+    import numpy as np
+
+    from vlm2vec_core import InputError
+    from vlm2vec_core.protocol import aencode_by_task, encode_by_task
+
+    enc = FakeEncoder(dim=8)
+    inputs = ["a", "b", "c", "d"]
+    tasks = ["visdoc", "moment", "visdoc", "moment"]
+    out = encode_by_task(enc, inputs, tasks)
+    np.testing.assert_array_equal(out[0], enc.encode_documents(["a"])[0])
+    np.testing.assert_array_equal(out[1], enc.encode_documents(["b"], task="moment")[0])
+    np.testing.assert_array_equal(out, asyncio.run(aencode_by_task(enc, inputs, tasks)))
+    queries = encode_by_task(enc, ["q"], ["moment"], role="query")
+    np.testing.assert_array_equal(queries, enc.encode_queries(["q"], task="moment"))
+    bad = [Input(text="ok"), Input(image=b"junk"), Input(text="fine"), Input(image=b"also junk")]
+    errors: list[InputError] = []
+    kept = encode_by_task(enc, bad, ["visdoc", "moment", "moment", "visdoc"], errors=errors)
+    assert kept.shape == (2, 8)
+    assert sorted(e.index for e in errors) == [1, 3]
+    assert {e.location for e in errors} == {"input 1", "input 3"}
+    with pytest.raises(InputError, match="input 1") as raised:  # first of its group (index 0 there), renumbered
+        encode_by_task(
+            enc, [Input(text="ok"), Input(image=b"junk"), Input(text="fine")], ["visdoc", "moment", "visdoc"]
+        )
+    assert raised.value.index == 1
+    with pytest.raises(ValueError, match="one task per input"):
+        encode_by_task(enc, inputs, ["visdoc"])

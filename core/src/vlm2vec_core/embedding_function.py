@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import require_extra
 from .loading import DEFAULT_MODEL
-from .protocol import Encoder
+from .protocol import Encoder, encode_by_task
 from .types import Input
 
 try:
@@ -76,15 +76,13 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
         image used as a query meets the stored images on their own terms (image to image)."""
         inputs = [self._as_input(x) for x in items]
         out = np.zeros((len(inputs), self.encoder.dim), dtype=np.float32)
-        groups = (
-            ([i for i, x in enumerate(inputs) if x.modality == "text"], self.task, role),
-            ([i for i, x in enumerate(inputs) if x.modality == "image"], self.task, "document"),
-            ([i for i, x in enumerate(inputs) if x.video is not None], self.clip_task, "document"),
-        )
-        for positions, task, side in groups:
-            if positions:
-                method = self.encoder.encode_queries if side == "query" else self.encoder.encode_documents
-                out[positions] = method([inputs[i] for i in positions], task=task)
+        texts = [i for i, x in enumerate(inputs) if x.modality == "text"]
+        media = [i for i, x in enumerate(inputs) if x.modality != "text"]
+        if texts:
+            out[texts] = encode_by_task(self.encoder, [inputs[i] for i in texts], [self.task] * len(texts), role=role)
+        if media:
+            tasks = [self.clip_task if inputs[i].video is not None else self.task for i in media]
+            out[media] = encode_by_task(self.encoder, [inputs[i] for i in media], tasks, role="document")
         return list(out)
 
     @staticmethod

@@ -21,7 +21,7 @@ import numpy as np
 
 from .documents import Item, default_cache_dir, file_digest, iter_items, kind_of, walk
 from .errors import InputError
-from .protocol import Encoder
+from .protocol import Encoder, encode_by_task
 from .store import FileRecord, Hit, VectorStore
 
 log = logging.getLogger(__name__)
@@ -142,18 +142,19 @@ def _index_file(
         present = store.existing([item.id for item in chunk])
         fresh = [item for item in chunk if item.id not in present]
         report.reused += len(chunk) - len(fresh)
-        for kind, group in _by_kind(fresh).items():
-            bad: list[InputError] = []
-            vectors = encoder.encode_documents(
-                [i.to_input() for i in group], task=TASK_FOR_KIND[kind], batch_size=batch_size, errors=bad
-            )
-            failed = {e.index for e in bad}
-            good = [item for n, item in enumerate(group) if n not in failed]
-            for err in bad:
-                errors.append(InputError(err.reason, source=path, location=group[err.index or 0].label))
-            metadata = [{**item.metadata(), "source": source} for item in good]
-            store.upsert([item.id for item in good], vectors, metadata)
-            report.items[kind] += len(good)
+        bad: list[InputError] = []
+        vectors = encode_by_task(
+            encoder,
+            [i.to_input() for i in fresh],
+            [TASK_FOR_KIND[i.kind] for i in fresh],
+            batch_size=batch_size,
+            errors=bad,
+        )
+        failed = {e.index for e in bad}
+        good = [item for n, item in enumerate(fresh) if n not in failed]
+        errors.extend(InputError(e.reason, source=path, location=fresh[e.index or 0].label) for e in bad)
+        store.upsert([item.id for item in good], vectors, [{**item.metadata(), "source": source} for item in good])
+        report.items.update(item.kind for item in good)
         total += len(chunk)
         if progress is not None:
             progress.update(len(chunk))
@@ -167,13 +168,6 @@ def _index_file(
 def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
     while chunk := list(islice(items, size)):
         yield chunk
-
-
-def _by_kind(items: Sequence[Item]) -> dict[str, list[Item]]:
-    groups: dict[str, list[Item]] = {}
-    for item in items:
-        groups.setdefault(item.kind, []).append(item)
-    return groups
 
 
 def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str]) -> int:

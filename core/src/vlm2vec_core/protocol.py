@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -94,3 +94,101 @@ class PresetMixin:
 
     async def aencode_documents(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
         return await asyncio.to_thread(self.encode_documents, inputs, **kwargs)
+
+
+def encode_by_task(
+    encoder: Encoder,
+    inputs: Sequence[Any],
+    tasks: Sequence[str],
+    *,
+    role: str = "document",
+    errors: list[InputError] | None = None,
+    instructions: Mapping[str, Instruction | str | None] | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Embed inputs that each need their own task preset (pages and clips, say): one call per task, rows in input
+    order. ``instructions`` overrides the preset of some tasks (``{task: instruction}``; None keeps it). With
+    ``errors``, bad inputs are skipped and recorded with their position in ``inputs``."""
+    groups = _task_groups(inputs, tasks)
+    rows: dict[int, np.ndarray] = {}
+    for task, positions in groups.items():
+        method = encoder.encode_queries if role == "query" else encoder.encode_documents
+        found: list[InputError] | None = [] if errors is not None else None
+        try:
+            vectors = method(
+                [inputs[i] for i in positions], task=task, errors=found, **_for(task, instructions, kwargs)
+            )
+        except InputError as exc:
+            raise _renumbered(exc, positions) from exc
+        rows.update(_collect(positions, vectors, found, errors))
+    return _stack(rows, inputs, encoder)
+
+
+async def aencode_by_task(
+    encoder: Encoder,
+    inputs: Sequence[Any],
+    tasks: Sequence[str],
+    *,
+    role: str = "document",
+    errors: list[InputError] | None = None,
+    instructions: Mapping[str, Instruction | str | None] | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """``encode_by_task`` with the encoder's own coroutines when it has them (else in a worker thread)."""
+    groups = _task_groups(inputs, tasks)
+    rows: dict[int, np.ndarray] = {}
+    name = "encode_queries" if role == "query" else "encode_documents"
+    for task, positions in groups.items():
+        found: list[InputError] | None = [] if errors is not None else None
+        batch = [inputs[i] for i in positions]
+        native = getattr(encoder, f"a{name}", None)
+        options = _for(task, instructions, kwargs)
+        try:
+            if native is not None:
+                vectors = await native(batch, task=task, errors=found, **options)
+            else:
+                vectors = await asyncio.to_thread(getattr(encoder, name), batch, task=task, errors=found, **options)
+        except InputError as exc:
+            raise _renumbered(exc, positions) from exc
+        rows.update(_collect(positions, vectors, found, errors))
+    return _stack(rows, inputs, encoder)
+
+
+def _for(
+    task: str, instructions: Mapping[str, Instruction | str | None] | None, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    override = (instructions or {}).get(task)
+    return {**kwargs, "instruction": override} if override is not None else kwargs
+
+
+def _task_groups(inputs: Sequence[Any], tasks: Sequence[str]) -> dict[str, list[int]]:
+    if len(tasks) != len(inputs):
+        raise ValueError(f"one task per input: got {len(tasks)} tasks for {len(inputs)} inputs")
+    groups: dict[str, list[int]] = {}
+    for position, task in enumerate(tasks):
+        groups.setdefault(task, []).append(position)
+    return groups
+
+
+def _renumbered(err: InputError, positions: list[int]) -> InputError:
+    """The error of a group's item, renumbered to the item's position among all inputs."""
+    index = positions[err.index] if err.index is not None else None
+    location = err.location
+    if index is not None and location == f"input {err.index}":
+        location = f"input {index}"
+    return InputError(err.reason, source=err.source, location=location, index=index)
+
+
+def _collect(
+    positions: list[int], vectors: np.ndarray, found: list[InputError] | None, errors: list[InputError] | None
+) -> dict[int, np.ndarray]:
+    bad = {e.index for e in found or []}
+    if errors is not None:
+        errors.extend(_renumbered(e, positions) for e in found or [])
+    good = [p for k, p in enumerate(positions) if k not in bad]
+    return dict(zip(good, vectors, strict=True))
+
+
+def _stack(rows: dict[int, np.ndarray], inputs: Sequence[Any], encoder: Encoder) -> np.ndarray:
+    kept = [rows[i] for i in range(len(inputs)) if i in rows]
+    return np.stack(kept).astype(np.float32) if kept else np.zeros((0, encoder.dim), dtype=np.float32)

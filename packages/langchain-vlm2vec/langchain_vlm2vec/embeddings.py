@@ -18,6 +18,7 @@ from langchain_core.embeddings import Embeddings
 from vlm2vec_core import Encoder, Input, get_preset, input_for_metadata
 from vlm2vec_core.loading import DEFAULT_MODEL
 from vlm2vec_core.media import from_data_url
+from vlm2vec_core.protocol import encode_by_task
 
 # Vectors already computed from pages and clips, handed to a vector store's own add_documents (see
 # add_media_documents): while set, embed_documents returns them instead of embedding the captions.
@@ -130,14 +131,16 @@ class VLM2VecEmbeddings(Embeddings):
 
     def embed_media_documents(self, documents: Sequence[Document]) -> list[list[float]]:
         """Embed what loader Documents point at (the page image, the clip's frames), never their text."""
-        pages, clips = _split(documents)
-        out: list[list[float]] = [[] for _ in documents]
-        for rows, task, instruction in ((pages, self.task, self.document_instruction), (clips, self.video_task, None)):
-            if rows:
-                vectors = self._encode("encode_documents", [inp for _, inp in rows], task, instruction)
-                for (i, _), vector in zip(rows, _floats(vectors), strict=True):
-                    out[i] = vector
-        return out
+        inputs, tasks = _media_inputs(documents, self.task, self.video_task)
+        vectors = encode_by_task(
+            self.encoder,
+            inputs,
+            tasks,
+            instructions={self.task: self.document_instruction},
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
+        )
+        return _floats(vectors)
 
     async def aembed_media_documents(self, documents: Sequence[Document]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_media_documents, documents)
@@ -169,18 +172,17 @@ def _images(uris: Sequence[Any]) -> list[Input]:
     return [Input(image=from_data_url(u) if isinstance(u, str) and u.startswith("data:") else u) for u in uris]
 
 
-def _split(documents: Sequence[Document]) -> tuple[list[tuple[int, Input]], list[tuple[int, Input]]]:
-    """(position, input) of the page/image documents and of the clip documents, from their metadata."""
-    pages: list[tuple[int, Input]] = []
-    clips: list[tuple[int, Input]] = []
+def _media_inputs(documents: Sequence[Document], task: str, video_task: str) -> tuple[list[Input], list[str]]:
+    """What loader Documents point at (from their metadata), and the document task of each."""
+    inputs: list[Input] = []
     for i, doc in enumerate(documents):
         if not doc.metadata.get("reference"):
             raise ValueError(
                 f"document {i} ({doc.page_content[:40]!r}) has no 'reference' metadata: "
                 "load pages and clips with the langchain_vlm2vec loaders"
             )
-        (clips if doc.metadata.get("kind") == "clip" else pages).append((i, input_for_metadata(doc.metadata)))
-    return pages, clips
+        inputs.append(input_for_metadata(doc.metadata))
+    return inputs, [video_task if x.video is not None else task for x in inputs]
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from llama_index.core.schema import ImageType
 
 from vlm2vec_core import Encoder, Input, as_input, get_preset
 from vlm2vec_core.documents import input_for_reference
+from vlm2vec_core.protocol import aencode_by_task, encode_by_task
 
 DEFAULT_MODEL = "VLM2Vec/VLM2Vec-V2.0"
 dispatcher = instrument.get_dispatcher(__name__)
@@ -86,12 +87,9 @@ class VLM2VecEmbedding(MultiModalEmbedding):
         instruction = self.query_instruction if role == "query" else self.document_instruction
         return {"instruction": instruction, "batch_size": self.embed_batch_size, "show_progress": False}
 
-    def _groups(self, inputs: list[Input]) -> dict[str, list[int]]:
-        """Input positions by document task: videos and clips use ``video_task``, everything else ``task``."""
-        groups: dict[str, list[int]] = {}
-        for i, item in enumerate(inputs):
-            groups.setdefault(self.video_task if item.video is not None else self.task, []).append(i)
-        return groups
+    def _tasks(self, inputs: list[Input]) -> list[str]:
+        """The document task of each input: videos and clips use ``video_task``, everything else ``task``."""
+        return [self.video_task if item.video is not None else self.task for item in inputs]
 
     def _queries(self, queries: Sequence[str]) -> list[Embedding]:
         return _rows(self.encoder.encode_queries(list(queries), task=self.task, **self._options("query")))
@@ -101,20 +99,15 @@ class VLM2VecEmbedding(MultiModalEmbedding):
         return _rows(vectors)
 
     def _documents(self, inputs: list[Input]) -> list[Embedding]:
-        out = np.zeros((len(inputs), self.encoder.dim), dtype=np.float32)
-        for task, positions in self._groups(inputs).items():
-            batch = [inputs[i] for i in positions]
-            out[positions] = self.encoder.encode_documents(batch, task=task, **self._options("document"))
-        return _rows(out)
+        return _rows(encode_by_task(self.encoder, inputs, self._tasks(inputs), **self._document_options()))
 
     async def _adocuments(self, inputs: list[Input]) -> list[Embedding]:
-        out = np.zeros((len(inputs), self.encoder.dim), dtype=np.float32)
-        for task, positions in self._groups(inputs).items():
-            batch = [inputs[i] for i in positions]
-            out[positions] = await _acall(
-                self.encoder, "encode_documents", batch, task=task, **self._options("document")
-            )
-        return _rows(out)
+        return _rows(await aencode_by_task(self.encoder, inputs, self._tasks(inputs), **self._document_options()))
+
+    def _document_options(self) -> dict[str, Any]:
+        """``document_instruction`` overrides ``task``'s preset; clips keep ``video_task``'s."""
+        options = self._options("document")
+        return {**options, "instruction": None, "instructions": {self.task: options["instruction"]}}
 
     # -- LlamaIndex hooks: single items and batches, sync and async -------------------------------------------
 
