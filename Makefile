@@ -26,7 +26,7 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check core tests bench examples
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 bench: setup
