@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
 from .media import to_data_url
 from .store import Hit
 
@@ -46,22 +45,14 @@ class ChatConfig:
 
 def hit_images(hit: Hit, *, frames_per_clip: int = 4, max_side: int = 1024) -> list[str]:
     """Data URLs showing a hit: the page or image itself, or a few frames spread over a clip."""
-    meta = hit.metadata
-    if hit.kind == "clip":
-        from .video import read_clip_frames
-
-        try:
-            frames, _ = read_clip_frames(
-                meta["source"], float(meta["start_seconds"]), float(meta["end_seconds"]), frames_per_clip
-            )
-            return [to_data_url(f, max_side=max_side) for f in frames]
-        except (OSError, ValueError):  # the video moved or broke since indexing: its cached thumbnail
-            pass
-    try:
-        return [to_data_url(meta["image_path"], max_side=max_side)]
-    except (InputError, KeyError) as err:  # the cached page image or the image file is gone: the label stays
-        log.warning("no image for %s: %s", hit.label, err)
+    frames = hit.clip_frames(frames_per_clip)
+    if frames is not None:
+        return [to_data_url(f, max_side=max_side) for f in frames]
+    image = hit.image()
+    if image is None:  # the cached page image or the image file is gone: the label stays
+        log.warning("no image for %s (%s is gone)", hit.label, hit.metadata.get("image_path"))
         return []
+    return [to_data_url(image, max_side=max_side)]
 
 
 def build_messages(question: str, hits: Sequence[Hit], **image_options: Any) -> list[dict[str, Any]]:

@@ -89,11 +89,25 @@ class PresetMixin:
             errors=errors,
         )
 
-    async def aencode_queries(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
-        return await asyncio.to_thread(self.encode_queries, inputs, **kwargs)
+    async def aencode_queries(
+        self,
+        inputs: Sequence[Any],
+        *,
+        task: str = "visdoc",
+        instruction: Instruction | str | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        return await self.aencode(inputs, instruction=resolve_instruction(task, "query", instruction), **kwargs)
 
-    async def aencode_documents(self, inputs: Sequence[Any], **kwargs: Any) -> np.ndarray:
-        return await asyncio.to_thread(self.encode_documents, inputs, **kwargs)
+    async def aencode_documents(
+        self,
+        inputs: Sequence[Any],
+        *,
+        task: str = "visdoc",
+        instruction: Instruction | str | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        return await self.aencode(inputs, instruction=resolve_instruction(task, "document", instruction), **kwargs)
 
 
 def encode_by_task(

@@ -164,18 +164,6 @@ class RemoteEncoder(PresetMixin):
             results = await asyncio.gather(*(run(job) for job in jobs))
         return self._assemble(prepared, jobs, list(results), errors)
 
-    async def aencode_queries(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray:
-        from .tasks import resolve_instruction
-
-        instruction = resolve_instruction(task, "query", kwargs.pop("instruction", None))
-        return await self.aencode(inputs, instruction=instruction, **kwargs)
-
-    async def aencode_documents(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray:
-        from .tasks import resolve_instruction
-
-        instruction = resolve_instruction(task, "document", kwargs.pop("instruction", None))
-        return await self.aencode(inputs, instruction=instruction, **kwargs)
-
     def _plan(
         self,
         inputs: Sequence[Any],

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import InputError
-from .media import load_image
 from .store import Hit
 
 TILE = 240
@@ -40,23 +38,15 @@ def contact_sheet(hits: Sequence[Hit], out: str | Path, *, columns: int = 4, til
 
 
 def _tile(hit: Hit, size: int) -> Image.Image:
-    meta = hit.metadata
-    if hit.kind == "clip":
-        from .video import read_clip_frames
-
-        try:
-            frames, _ = read_clip_frames(
-                meta["source"], float(meta["start_seconds"]), float(meta["end_seconds"]), FRAMES
-            )
-            return _strip(frames, size)
-        except (OSError, ValueError):
-            pass  # the video is gone: its cached thumbnail
-    try:
-        image = load_image(meta["image_path"]).copy()
-    except (InputError, KeyError):  # the cached page image or the image file is gone: a blank tile says so
+    frames = hit.clip_frames(FRAMES)
+    if frames is not None:
+        return _strip(frames, size)
+    image = hit.image()  # a page, an image, or the thumbnail of a clip whose video is gone
+    if image is None:  # the cached page image or the image file is gone: a blank tile says so
         image = Image.new("RGB", (size - 8, size - 8), (235, 235, 235))
         ImageDraw.Draw(image).text((size // 2, size // 2), "image missing", fill=(120, 120, 120), anchor="mm")
         return image
+    image = image.copy()
     image.thumbnail((size - 8, size - 8))
     return image
 

@@ -44,6 +44,32 @@ class Hit:
             return f"{name} {self.metadata.get('start_seconds', 0):.1f}-{self.metadata.get('end_seconds', 0):.1f} s"
         return str(name)
 
+    def clip_frames(self, count: int) -> list[Any] | None:
+        """``count`` frames spread over a clip hit, read from its video; None for other hits or when the video
+        moved or broke since indexing (show ``image()``, its cached thumbnail, instead)."""
+        if self.kind != "clip":
+            return None
+        from .video import read_clip_frames
+
+        meta = self.metadata
+        try:
+            frames, _ = read_clip_frames(
+                meta["source"], float(meta["start_seconds"]), float(meta["end_seconds"]), count
+            )
+        except (OSError, ValueError):
+            return None
+        return frames
+
+    def image(self) -> Any | None:
+        """The page, the image, or a clip's thumbnail as an RGB PIL image; None when the file is gone."""
+        from .errors import InputError
+        from .media import load_image
+
+        try:
+            return load_image(self.metadata["image_path"])
+        except (InputError, KeyError):
+            return None
+
 
 @dataclass(frozen=True)
 class FileRecord:
