@@ -211,10 +211,12 @@ def iter_items(
     num_frames: int = 8,
     password: str | None = None,
     errors: list[InputError] | None = None,
+    digest: str | None = None,
 ) -> Iterator[Item]:
     """Stream a file as items: a PDF's pages, a video's clips, or an image; page images and clip thumbnails
     are written once to ``cache_dir`` (content-addressed). Bad files and pages raise InputError, or, with an
-    ``errors`` list, are recorded there while the rest goes on."""
+    ``errors`` list, are recorded there while the rest goes on. ``digest``: the file's ``file_digest`` when the
+    caller has it already (the file is then not read twice)."""
     from .pdf import pdf_pages
     from .video import video_clips
 
@@ -224,11 +226,12 @@ def iter_items(
     if kind is None:
         report(InputError("not a PDF, video or image (by its suffix)", source=source), errors)
         return
-    try:
-        digest = file_digest(source)
-    except InputError as err:
-        report(err, errors)
-        return
+    if digest is None:
+        try:
+            digest = file_digest(source)
+        except InputError as err:
+            report(err, errors)
+            return
     key = digest[:32]
     if kind == "pdf":
         for page in pdf_pages(source, dpi=dpi, password=password, errors=errors):

@@ -136,7 +136,7 @@ def _index_file(
     """Embed and store one file's items chunk by chunk; the number stored, or None when the file failed."""
     started = time.perf_counter()
     errors: list[InputError] = []
-    items = iter_items(path, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, errors=errors)
+    items = iter_items(path, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, errors=errors, digest=digest)
     total = 0
     for chunk in _chunks(items, chunk_size):
         present = store.existing([item.id for item in chunk])
