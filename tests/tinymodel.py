@@ -224,3 +224,209 @@ def build_dora_adapter(base: Path, out: Path, *, seed: int = 1, old_layout: bool
         assert renamed.keys() != state.keys()
         save_file(renamed, str(weights))
     return out
+
+
+# --- Qwen3-VL (Qwen3-VL-2B-Instruct / Qwen3-VL-Embedding-2B) ------------------------------------------------
+
+# The tokens Qwen3-VL's tokenizer_config lists as additional special tokens (<|endoftext|> is eos/pad there).
+# They count in ``all_special_ids``, which the official embedder's truncation keeps.
+QWEN3VL_ADDITIONAL_SPECIAL_TOKENS = SPECIAL_TOKENS[1:]
+
+# Behaves as Qwen3-VL-*-Instruct's chat_template for everything but tools: a first system message renders its
+# text (a string, or the text of its parts); user turns render strings verbatim and parts in order (image ->
+# vision_start image_pad vision_end, video -> vision_start video_pad vision_end, text verbatim, with the
+# optional "Picture N: " / "Video N: " prefixes under add_vision_id); assistant turns render their text; tool
+# turns are wrapped in <tool_response> inside a user turn; no default system prompt.
+QWEN3VL_CHAT_TEMPLATE = (
+    "{%- macro render_parts(content) -%}"
+    "{%- for part in content -%}"
+    "{%- if part.type == 'image' or 'image' in part or 'image_url' in part -%}"
+    "{%- set image_count.value = image_count.value + 1 -%}"
+    "{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif part.type == 'video' or 'video' in part -%}"
+    "{%- set video_count.value = video_count.value + 1 -%}"
+    "{%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{%- elif 'text' in part -%}{{ part.text }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endmacro -%}"
+    "{%- macro render_text(content) -%}"
+    "{%- if content is string -%}{{ content }}"
+    "{%- else -%}{%- for part in content -%}{%- if 'text' in part -%}{{ part.text }}{%- endif -%}{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- set image_count = namespace(value=0) -%}"
+    "{%- set video_count = namespace(value=0) -%}"
+    "{%- if messages[0].role == 'system' -%}"
+    "{{- '<|im_start|>system\\n' + render_text(messages[0].content) + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'user' -%}"
+    "{{- '<|im_start|>user\\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- else -%}{{- render_parts(message.content) -}}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- elif message.role == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' + render_text(message.content) + '<|im_end|>\\n' -}}"
+    "{%- elif message.role == 'tool' -%}"
+    "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- else -%}{{- render_parts(message.content) -}}{%- endif -%}"
+    "{{- '\\n</tool_response>' -}}"
+    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+TINY_QWEN3VL_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "max_position_embeddings": 262144,
+    "rms_norm_eps": 1e-6,
+    # mrope_section sums to head_dim / 2 in the real model's proportions (24:20:20 of 64), interleaved T,H,W as
+    # Qwen3-VL. rope_theta is 100, not the real 5e6: with only 8 frequencies, 5e6 leaves all but the first two
+    # nearly still, and the last token's state then hardly depends on positions (cosine 0.97 between M-RoPE and
+    # 1-D positions on a 64x96 image; 0.88 with 100, and swapping the H and W axes shows too).
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 100.0,
+        "mrope_section": [4, 2, 2],
+        "mrope_interleaved": True,
+    },
+}
+TINY_QWEN3VL_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "in_channels": 3,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "out_hidden_size": 64,
+    "num_position_embeddings": 2304,  # a 48x48 grid, interpolated to each image's grid as in the real model
+    "deepstack_visual_indexes": [0, 1],
+    "hidden_act": "gelu_pytorch_tanh",
+}
+# Qwen3-VL-2B-Instruct's architecture (Qwen3-VL-Embedding-2B has the same): timing with random weights only.
+QWEN3VL_2B_TEXT = {
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 262144,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 5000000.0,
+        "mrope_section": [24, 20, 20],
+        "mrope_interleaved": True,
+    },
+    "vocab_size": 151936,
+}
+QWEN3VL_2B_VISION = {
+    "depth": 24,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_heads": 16,
+    "in_channels": 3,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "out_hidden_size": 2048,
+    "num_position_embeddings": 2304,
+    "deepstack_visual_indexes": [5, 11, 17],
+    "hidden_act": "gelu_pytorch_tanh",
+}
+
+
+def build_qwen3vl_tokenizer(vocab_size: int = 512) -> Any:
+    """build_tokenizer's BPE with Qwen3-VL's special-token roles (eos <|im_end|>, pad <|endoftext|>) and template."""
+    tokenizer = build_tokenizer(vocab_size)
+    tokenizer.add_special_tokens(
+        {"eos_token": "<|im_end|>", "additional_special_tokens": QWEN3VL_ADDITIONAL_SPECIAL_TOKENS}
+    )
+    assert len(tokenizer) == vocab_size  # all of them already are in the vocabulary
+    tokenizer.chat_template = QWEN3VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_qwen3vl_processor(tokenizer: Any) -> Any:
+    """Qwen3VLProcessor with Qwen3-VL-2B's preprocessor settings (patch 16, merge 2, mean/std 0.5)."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    common = {
+        "patch_size": 16,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }
+    image_processor = Qwen2VLImageProcessor(size={"shortest_edge": 65536, "longest_edge": 16777216}, **common)
+    video_processor = Qwen3VLVideoProcessor(size={"shortest_edge": 4096, "longest_edge": 25165824}, **common)
+    return Qwen3VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=QWEN3VL_CHAT_TEMPLATE,
+    )
+
+
+def build_qwen3vl_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
+    from transformers import Qwen3VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": True,
+        **text,
+    }
+    return Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_qwen3vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
+    """A random Qwen3-VL with 2 text and 2 vision layers, its own tokenizer and processor, via save_pretrained."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    tokenizer = build_qwen3vl_tokenizer()
+    config = build_qwen3vl_config(tokenizer, TINY_QWEN3VL_TEXT, TINY_QWEN3VL_VISION)
+    model = Qwen3VLForConditionalGeneration(config)
+    randomize(model, std, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_qwen3vl_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_full_size_qwen3vl_checkpoint(out: Path, *, seed: int = 0) -> Path:
+    """Qwen3-VL-2B's exact architecture with random weights (default init, std 0.02) in bf16: timing only."""
+    import torch
+    from transformers import Qwen3VLForConditionalGeneration
+
+    tokenizer = build_qwen3vl_tokenizer()
+    config = build_qwen3vl_config(tokenizer, QWEN3VL_2B_TEXT, QWEN3VL_2B_VISION)
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).to(torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_qwen3vl_processor(tokenizer).save_pretrained(out)
+    return out

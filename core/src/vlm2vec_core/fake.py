@@ -9,26 +9,36 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .families import Profile, get_family
 from .prepare import MediaLimits, prepare_all
 from .protocol import PresetMixin
 from .tasks import Instruction
 
 
 class FakeEncoder(PresetMixin):
-    """Same API, validation and prompts as VLM2VecEncoder; vectors are a hash of prompt and pixels.
+    """Same API, validation and prompts as VLM2VecEncoder (of any family); vectors are a hash of prompt and pixels.
 
     Equal inputs give equal vectors, different inputs give (almost surely) different unit vectors. It checks
     and reports bad media exactly like the real encoder, so error handling can be tested without a model.
     """
 
-    def __init__(self, dim: int = 64, *, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int = 64,
+        *,
+        family: str | Profile | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        model_name: str = "fake",
+        truncate_dim: int | None = None,
+    ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
-        self._dim = dim
-        defaults = MediaLimits()
-        self.limits = MediaLimits(
-            min_pixels=min_pixels or defaults.min_pixels, max_pixels=max_pixels or defaults.max_pixels
-        )
+        self.family = get_family(family)
+        self.model_name = model_name
+        self.truncate_dim = truncate_dim
+        self._dim = truncate_dim or dim
+        self.limits = MediaLimits.for_family(self.family, min_pixels=min_pixels, max_pixels=max_pixels)
         self.prompts: list[str] = []  # every prompt encoded, in order: handy in tests
 
     @property
@@ -47,7 +57,7 @@ class FakeEncoder(PresetMixin):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         rows = []
-        for item in prepare_all(inputs, instruction, self.limits, errors=errors):
+        for item in prepare_all(inputs, instruction, self.limits, errors=errors, family=self.family):
             digest = hashlib.blake2b(item.prompt.encode(), digest_size=16)
             for image in ([item.image] if item.image is not None else []) + (item.frames or []):
                 digest.update(repr(image.size).encode())

@@ -34,13 +34,25 @@ def smart_resize(
     factor: int = PATCH_FACTOR,
     min_pixels: int = MIN_PIXELS,
     max_pixels: int = MAX_PIXELS,
+    extremes: str = "squash",
 ) -> tuple[int, int]:
-    """Qwen2-VL's resize rule: sides multiples of ``factor``, area within [min_pixels, max_pixels], aspect kept."""
+    """Qwen2-VL's resize rule: sides multiples of ``factor``, area within [min_pixels, max_pixels], aspect kept.
+
+    ``extremes`` says what happens to a side under ``factor`` or an aspect ratio over 200:1: ``"squash"`` (what
+    VLM2Vec's own smart resize does: a square of side max(height, width, factor), then the caps) or ``"raise"``
+    (what qwen-vl-utils does, for the Qwen-trained families: a ValueError, with only the aspect ratio checked).
+    """
     if height <= 0 or width <= 0:
         raise ValueError(f"image has a zero side ({width}x{height})")
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        ratio = max(height, width) / min(height, width)
-        raise ValueError(f"aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1 ({width}x{height})")
+    ratio = max(height, width) / min(height, width)
+    if extremes == "squash":
+        if height < factor or width < factor or ratio > MAX_ASPECT_RATIO:
+            height = width = max(factor, height, width)
+    elif extremes == "raise":
+        if ratio > MAX_ASPECT_RATIO:
+            raise ValueError(f"aspect ratio {ratio:.0f}:1 is over {MAX_ASPECT_RATIO}:1 ({width}x{height})")
+    else:
+        raise ValueError(f"extremes must be 'squash' or 'raise', not {extremes!r}")
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -54,10 +66,16 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def visual_tokens(height: int, width: int, frames: int = 1) -> int:
+def resize_to(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    """PIL bicubic to (height, width); the image itself when it already has that size."""
+    height, width = size_hw
+    return image if image.size == (width, height) else image.resize((width, height), RESAMPLE)
+
+
+def visual_tokens(height: int, width: int, frames: int = 1, *, factor: int = PATCH_FACTOR) -> int:
     """Tokens the language model sees for an image (frames=1) or a video already resized to height x width."""
     temporal = max(1, math.ceil(frames / 2))
-    return temporal * (height // PATCH_FACTOR) * (width // PATCH_FACTOR)
+    return temporal * (height // factor) * (width // factor)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -159,15 +177,16 @@ def as_frame(frame: Any, *, name: str, position: int) -> Image.Image:
 def fit_frames(
     frames: Sequence[Image.Image], *, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
 ) -> list[Image.Image]:
-    """Resize every frame to the size smart resize gives for frame 0 (one video input needs one frame size)."""
+    """Resize every frame to the size smart resize gives for frame 0 (one video input needs one frame size).
+
+    Frames get no 56x56 enlargement (upstream does that for images only): a frame with a side under 28 px or an
+    aspect ratio over 200:1 is squashed to a square by smart resize itself, so a 20x100 frame becomes 112x112.
+    """
     if not frames:
         raise ValueError("a video needs at least one frame")
-    first = frames[0]
-    if min(first.size) < TINY_SIDE:
-        first = first.resize(TINY_SIZE, RESAMPLE)
-    width, height = first.size
-    new_h, new_w = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
-    return [f if f.size == (new_w, new_h) else f.resize((new_w, new_h), RESAMPLE) for f in frames]
+    width, height = frames[0].size
+    size = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+    return [resize_to(f, size) for f in frames]
 
 
 def to_data_url(image: Any, *, max_side: int | None = None, format: str = "JPEG", quality: int = 90) -> str:

@@ -35,7 +35,9 @@ class Encoder(Protocol):
 
 
 class PresetMixin:
-    """encode_queries / encode_documents in terms of encode and the task presets."""
+    """encode_queries / encode_documents in terms of encode and the task presets of the encoder's family."""
+
+    family: Any = None  # the model family's profile (vlm2vec_core.families.Profile); None: VLM2Vec-V2
 
     def encode(
         self,
@@ -57,7 +59,7 @@ class PresetMixin:
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed queries with the task's query instruction (``instruction=`` overrides it)."""
-        return self.encode(inputs, instruction=resolve_instruction(task, "query", instruction), **kwargs)
+        return self.encode(inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs)
 
     def encode_documents(
         self,
@@ -68,7 +70,7 @@ class PresetMixin:
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed documents (pages, clips, images, texts) with the task's document instruction."""
-        return self.encode(inputs, instruction=resolve_instruction(task, "document", instruction), **kwargs)
+        return self.encode(inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs)
 
     async def aencode(
         self,
@@ -97,7 +99,7 @@ class PresetMixin:
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        return await self.aencode(inputs, instruction=resolve_instruction(task, "query", instruction), **kwargs)
+        return await self.aencode(inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs)
 
     async def aencode_documents(
         self,
@@ -107,7 +109,7 @@ class PresetMixin:
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        return await self.aencode(inputs, instruction=resolve_instruction(task, "document", instruction), **kwargs)
+        return await self.aencode(inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs)
 
 
 def encode_by_task(

@@ -12,7 +12,7 @@ An empty instruction means the bare text (labels, captions and answers are embed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -168,9 +168,12 @@ def get_preset(task: str) -> TaskPreset:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def resolve_instruction(task: str, role: Role, instruction: Instruction | str | None = None) -> Instruction:
-    """The instruction for one side of a task: the preset's, unless the caller overrides it."""
-    preset = get_preset(task)
+def resolve_instruction(
+    task: str, role: Role, instruction: Instruction | str | None = None, family: Any = None
+) -> Instruction:
+    """The instruction for one side of a task: the preset's (in ``family``'s own words when given: a profile),
+    unless the caller overrides it. A task the family was never trained with is refused (ValueError)."""
+    preset = family.preset(task) if family is not None else get_preset(task)
     if instruction is not None:
         return as_instruction(instruction)
     return preset.instruction(role)

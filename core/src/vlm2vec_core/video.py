@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -24,7 +24,14 @@ from .types import VideoClip
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["read_video_frames", "uniform_frame_indices", "video_clips"]
+__all__ = [
+    "Sampler",
+    "read_video_frames",
+    "sampled_frame_indices",
+    "two_stage_frame_indices",
+    "uniform_frame_indices",
+    "video_clips",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,33 @@ def uniform_frame_indices(total: int, num_frames: int = 8) -> list[int]:
     return [int(i) for i in np.linspace(0, total - 1, num_frames).astype(int)]
 
 
+FIRST_STAGE_FRAMES = 64  # upstream evaluations first extract 64 frames of each video or clip
+
+
+def sampled_frame_indices(total: int, count: int = FIRST_STAGE_FRAMES) -> list[int]:
+    """``floor(i * total / count)`` for i in 0..count-1 (how upstream extracts frames); all when fewer."""
+    if total <= 0:
+        return []
+    if total <= count:
+        return list(range(total))
+    return [i * total // count for i in range(count)]
+
+
+def two_stage_frame_indices(total: int, num_frames: int = 8, first: int = FIRST_STAGE_FRAMES) -> list[int]:
+    """VLM2Vec's evaluation sampling: ``first`` frames at ``floor(i * total / first)``, then ``num_frames`` of those
+    at ``linspace(0, first - 1, num_frames)``. A 270-frame video gives 0, 37, 75, 113, 151, 189, 227, 265."""
+    stage_one = sampled_frame_indices(total, first)
+    return [stage_one[i] for i in uniform_frame_indices(len(stage_one), num_frames)]
+
+
+# How many of ``total`` frames to use, as indices into them (a family's video sampler).
+Sampler = Callable[[int], list[int]]
+
+
+def _default_sampler(num_frames: int) -> Sampler:
+    return lambda total: two_stage_frame_indices(total, num_frames)
+
+
 @dataclass(frozen=True)
 class _Timeline:
     """Start time (seconds) of every frame, and the video's duration."""
@@ -60,13 +94,15 @@ def video_clips(
     stride_seconds: float | None = None,
     num_frames: int = 8,
     errors: list[InputError] | None = None,
+    sampler: Sampler | None = None,
 ) -> Generator[VideoClip, None, None]:
     """Yield the video at ``path`` as clips of ``clip_seconds``, one every ``stride_seconds`` (default:
     ``clip_seconds``, so no overlap).
 
     Clip ``k`` covers ``[k * stride, min(k * stride + clip_seconds, duration))``; the last, shorter clip is
-    kept. Each clip holds ``num_frames`` RGB frames picked uniformly (by index) among the frames that start
-    inside it, or all of them when there are fewer. Only those frames are decoded, one clip at a time.
+    kept. Each clip holds ``num_frames`` RGB frames picked among the frames that start inside it as VLM2Vec's
+    evaluation picks them (``two_stage_frame_indices``), or all of them when there are fewer; ``sampler`` (frame
+    count -> indices) replaces that rule, e.g. with a model family's own. Only those frames are decoded, one clip at a time.
     Bad input raises :class:`InputError`; when ``errors`` is a list, failures are appended to it instead and
     iteration carries on with the next clip (or yields nothing for a bad file).
     """
@@ -76,16 +112,30 @@ def video_clips(
     if not stride > 0:
         raise ValueError(f"stride_seconds must be positive, got {stride_seconds!r}")
     _check_num_frames(num_frames)
-    return _iter_clips(Path(path), float(clip_seconds), float(stride), num_frames, errors)
+    pick = sampler or _default_sampler(num_frames)
+    return _iter_clips(Path(path), float(clip_seconds), float(stride), pick, errors)
 
 
-def read_video_frames(path: str | PathLike[str], num_frames: int = 8) -> list[Image.Image]:
-    """``num_frames`` RGB frames picked uniformly by index over the whole video (all frames when fewer)."""
+def read_video_frames(
+    path: str | PathLike[str], num_frames: int = 8, *, sampler: Sampler | None = None
+) -> list[Image.Image]:
+    """``num_frames`` RGB frames of the whole video, picked as VLM2Vec's evaluation picks them
+    (``two_stage_frame_indices``; all frames when fewer), or by ``sampler`` (frame count -> indices)."""
     _check_num_frames(num_frames)
+    pick = sampler or _default_sampler(num_frames)
+    frames, _, _ = read_frames_at(path, lambda count, _fps: pick(count))
+    return frames
+
+
+def read_frames_at(
+    path: str | PathLike[str], pick: Callable[[int, float], list[int]]
+) -> tuple[list[Image.Image], list[int], float]:
+    """The frames ``pick(frame_count, average_fps)`` chooses, their indices and the video's average frame rate."""
     source = Path(path)
     reader, count = _open(source)
-    indices = uniform_frame_indices(count, num_frames)
-    return _decode(reader, source, indices, location=None)
+    fps = float(reader.get_avg_fps())
+    indices = [min(max(int(i), 0), count - 1) for i in pick(count, fps)]
+    return _decode(reader, source, indices, location=None), indices, fps
 
 
 def _check_num_frames(num_frames: int) -> None:
@@ -94,7 +144,7 @@ def _check_num_frames(num_frames: int) -> None:
 
 
 def _iter_clips(
-    source: Path, clip_seconds: float, stride: float, num_frames: int, errors: list[InputError] | None
+    source: Path, clip_seconds: float, stride: float, pick: Sampler, errors: list[InputError] | None
 ) -> Generator[VideoClip, None, None]:
     try:
         reader, count = _open(source)
@@ -103,7 +153,7 @@ def _iter_clips(
         report(err, errors)
         return
     for index, (start, end) in enumerate(_clip_spans(timeline.duration, clip_seconds, stride)):
-        indices = _clip_frame_indices(timeline, start, end, num_frames)
+        indices = _clip_frame_indices(timeline, start, end, pick)
         location = f"{start:.2f}-{end:.2f} s"
         try:
             frames = _decode(reader, source, indices, location=location)
@@ -128,7 +178,7 @@ def _clip_spans(duration: float, clip_seconds: float, stride: float) -> Iterator
         k += 1
 
 
-def _clip_frame_indices(timeline: _Timeline, start: float, end: float, num_frames: int) -> list[int]:
+def _clip_frame_indices(timeline: _Timeline, start: float, end: float, pick: Sampler) -> list[int]:
     """Absolute indices of the frames sampled for ``[start, end)``.
 
     A frame belongs to the clip its start time falls in, with a tolerance of a quarter frame for the
@@ -140,7 +190,7 @@ def _clip_frame_indices(timeline: _Timeline, start: float, end: float, num_frame
     if stop <= first:
         on_screen = max(int(np.searchsorted(timeline.starts, start + tol, side="right")) - 1, 0)
         return [on_screen]
-    return [first + i for i in uniform_frame_indices(stop - first, num_frames)]
+    return [first + i for i in pick(stop - first)]
 
 
 def _open(source: Path) -> tuple[Any, int]:
@@ -250,7 +300,7 @@ def _short(exc: BaseException) -> str:
 
 
 def read_clip_frames(
-    path: str | PathLike[str], start: float, end: float, num_frames: int = 8
+    path: str | PathLike[str], start: float, end: float, num_frames: int = 8, *, sampler: Sampler | None = None
 ) -> tuple[list[Image.Image], list[int]]:
     """The frames of ``[start, end)`` sampled as :func:`video_clips` samples a clip, and their indices."""
     _check_num_frames(num_frames)
@@ -265,5 +315,6 @@ def read_clip_frames(
             source=source,
             location=f"{start:.2f}-{end:.2f} s",
         )
-    indices = _clip_frame_indices(timeline, start, min(end, timeline.duration), num_frames)
+    pick = sampler or _default_sampler(num_frames)
+    indices = _clip_frame_indices(timeline, start, min(end, timeline.duration), pick)
     return _decode(reader, source, indices, location=f"{start:.2f}-{end:.2f} s"), indices

@@ -1,0 +1,160 @@
+"""VLM2Vec-V2, VLM2Vec-V1 (Qwen2-VL) and UniME-V2: one code path (TIGER-AI-Lab/VLM2Vec), raw prompts.
+
+The three differ only in their image handling and their task presets: V2 enlarges tiny images to 56x56 and
+caps at 1,280 visual tokens; V1 and UniME-V2 first squash every image to 1344x1344 (V1 then caps at 1,225
+tokens after the squash, UniME-V2 keeps the checkpoint's own processor limits). All take forced 1-D positions,
+left padding and the last token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..media import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, RESAMPLE, TINY_SIDE, TINY_SIZE, smart_resize
+from ..tasks import PRESETS, Instruction, build_prompt
+from ..video import two_stage_frame_indices
+from .base import Profile, Published, VideoPrep, same_size_frames, squash
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..prepare import MediaLimits
+
+QWEN2VL_MAX_PIXELS = 12_845_056  # Qwen2-VL's own preprocessor config (16,384 tokens)
+SQUASH_SIDE = 1344
+
+
+def render_raw(instruction: Instruction, text: str | None, image: bool, video: bool) -> str:
+    return build_prompt(instruction, text, image=image, video=video)
+
+
+def _fit_v2_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
+    """Tiny images to 56x56 first, then smart resize (squashing extreme shapes), PIL bicubic."""
+    if min(image.size) < TINY_SIDE:
+        image = image.resize(TINY_SIZE, RESAMPLE)
+    return _capped(image, limits)
+
+
+def _capped(image: Image.Image, limits: MediaLimits) -> Image.Image:
+    from ..media import resize_to
+
+    width, height = image.size
+    return resize_to(image, smart_resize(height, width, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels))
+
+
+def _fit_squashed_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
+    return _capped(squash(SQUASH_SIDE)(image), limits)
+
+
+def _fit_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any = None) -> VideoPrep:
+    """Every frame to the size smart resize gives frame 0 (extreme shapes squashed; no 56x56 step for frames)."""
+    width, height = frames[0].size
+    size = smart_resize(height, width, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
+    return VideoPrep(same_size_frames(frames, size), size)
+
+
+def _fit_squashed_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any = None) -> VideoPrep:
+    return _fit_frames([squash(SQUASH_SIDE)(f) for f in frames], limits)
+
+
+_IMAGE_TASKS = ("image", "image_to_text", "vqa", "image_classification")
+
+VLM2VEC_V2 = Profile(
+    name="vlm2vec-v2",
+    title="VLM2Vec-V2",
+    backbone="qwen2-vl",
+    hub_ids=("VLM2Vec/VLM2Vec-V2.0",),
+    weights="adapter",
+    licence="Apache-2.0",
+    presets=dict(PRESETS),
+    refused={},
+    render=render_raw,
+    chat_prompt=False,
+    factor=PATCH_FACTOR,
+    min_pixels=MIN_PIXELS,
+    max_pixels=MAX_PIXELS,
+    caps_from_checkpoint=False,
+    fit_image=_fit_v2_image,
+    video="video",
+    num_frames=8,
+    frame_indices=two_stage_frame_indices,
+    fit_video=_fit_frames,
+    positions="1d",
+    padding_side="left",
+    max_length=None,
+    matryoshka=(),
+    dims={"VLM2Vec/VLM2Vec-V2.0": 1536},
+    published={"VLM2Vec/VLM2Vec-V2.0": Published(64.9, 34.9, 65.4, 58.0, 75.5)},
+    good_at="one model for images, video and documents; the best video moments of the Qwen2-VL families",
+    empty_input="two spaces",
+)
+
+VLM2VEC_V1 = Profile(
+    name="vlm2vec-v1",
+    title="VLM2Vec-V1 (Qwen2-VL)",
+    backbone="qwen2-vl",
+    hub_ids=("TIGER-Lab/VLM2Vec-Qwen2VL-2B", "TIGER-Lab/VLM2Vec-Qwen2VL-7B"),
+    weights="adapter",
+    licence="Apache-2.0",
+    presets=dict(PRESETS),
+    refused={},
+    render=render_raw,
+    chat_prompt=False,
+    factor=PATCH_FACTOR,
+    min_pixels=MIN_PIXELS,
+    max_pixels=MAX_PIXELS,
+    caps_from_checkpoint=False,
+    fit_image=_fit_squashed_image,
+    video="video",
+    num_frames=8,
+    frame_indices=two_stage_frame_indices,
+    fit_video=_fit_squashed_frames,
+    positions="1d",
+    padding_side="left",
+    max_length=None,
+    matryoshka=(),
+    dims={"TIGER-Lab/VLM2Vec-Qwen2VL-2B": 1536, "TIGER-Lab/VLM2Vec-Qwen2VL-7B": 3584},
+    published={
+        "TIGER-Lab/VLM2Vec-Qwen2VL-2B": Published(59.7, 29.0, 41.6, 47.0, 49.8),
+        "TIGER-Lab/VLM2Vec-Qwen2VL-7B": Published(65.5, 34.0, 46.4, 52.3, 56.9),
+    },
+    good_at="MMEB-V1 image tasks (7B); superseded by V2 for video and documents",
+    empty_input="two spaces",
+)
+
+UNIME_V2 = Profile(
+    name="unime-v2",
+    title="UniME-V2 (Qwen2-VL)",
+    backbone="qwen2-vl",
+    hub_ids=("TianchengGu/UniME-V2-Qwen2VL-2B", "TianchengGu/UniME-V2-Qwen2VL-7B"),
+    weights="full",
+    licence="Apache-2.0",
+    presets={name: PRESETS[name] for name in _IMAGE_TASKS},
+    refused={
+        name: "UniME-V2 was trained on MMEB-V1's image tasks only (no video, no visual documents)"
+        for name in PRESETS
+        if name not in _IMAGE_TASKS
+    },
+    render=render_raw,
+    chat_prompt=False,
+    factor=PATCH_FACTOR,
+    min_pixels=MIN_PIXELS,
+    max_pixels=QWEN2VL_MAX_PIXELS,
+    caps_from_checkpoint=True,
+    fit_image=_fit_squashed_image,
+    video="none",
+    num_frames=8,
+    frame_indices=two_stage_frame_indices,
+    fit_video=_fit_squashed_frames,
+    positions="1d",
+    padding_side="left",
+    max_length=4096,
+    matryoshka=(),
+    dims={"TianchengGu/UniME-V2-Qwen2VL-2B": 1536, "TianchengGu/UniME-V2-Qwen2VL-7B": 3584},
+    published={
+        "TianchengGu/UniME-V2-Qwen2VL-2B": Published(note="MMEB-V1 63.6"),
+        "TianchengGu/UniME-V2-Qwen2VL-7B": Published(note="MMEB-V1 68.0"),
+    },
+    task_for_kind={"page": "image", "image": "image"},
+    good_at="MMEB-V1 image retrieval and classification; images only",
+)
