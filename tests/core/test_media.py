@@ -47,7 +47,26 @@ def test_smart_resize_custom_limits_and_bad_shapes():
     with pytest.raises(ValueError, match="zero side"):
         smart_resize(0, 10)
     with pytest.raises(ValueError, match="aspect ratio"):
-        smart_resize(10, 5000)
+        smart_resize(30, 7000, extremes="raise")  # qwen-vl-utils' rule, for the Qwen-trained families
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "expected"),
+    [
+        (20, 100, (112, 112)),  # a side under 28: a square of side max(h, w), then rounded
+        (10, 5000, (980, 980)),  # over 200:1: squashed to 5000x5000, then capped at 1,280 tokens
+        (30, 7000, (980, 980)),
+        (27, 27, (56, 56)),  # squashed to 28x28 (side at least the factor), then enlarged to the minimum
+    ],
+)
+def test_extreme_shapes_are_squashed_as_upstream_does(h: int, w: int, expected: tuple[int, int]):
+    # VLM2Vec's own smart_resize: `height = width = max(factor, height, width)`, then the caps, never an error.
+    assert smart_resize(h, w) == expected
+
+
+def test_frames_with_a_tiny_side_are_squashed_not_enlarged_to_56():
+    frames = [Image.new("RGB", (20, 100), "red")] * 3  # 20 px wide, 100 px high
+    assert [f.size for f in fit_frames(frames)] == [(112, 112)] * 3
 
 
 def test_tiny_images_are_enlarged_to_56_first():

@@ -328,11 +328,11 @@ def test_bad_file_between_good_ones_is_collected(tmp_path: Path, video3: Path) -
 
 
 def test_frame_on_a_boundary_with_rounding_noise_goes_to_the_later_clip() -> None:
-    from vlm2vec_core.video import _clip_frame_indices, _Timeline
+    from vlm2vec_core.video import _clip_frame_indices, _default_sampler, _Timeline
 
     # Container timestamps a hair early (as float32 / time-base rounding gives): frame 10 starts at 0.9999 s.
     starts = np.arange(30) / FPS - 1e-4
     starts[0] = 0.0
     timeline = _Timeline(starts=starts, duration=3.0, frame_interval=1 / FPS)
-    assert _clip_frame_indices(timeline, 0.0, 1.0, 8) == [0, 1, 2, 3, 5, 6, 7, 9]
-    assert _clip_frame_indices(timeline, 1.0, 2.0, 8) == [10, 11, 12, 13, 15, 16, 17, 19]
+    assert _clip_frame_indices(timeline, 0.0, 1.0, _default_sampler(8)) == [0, 1, 2, 3, 5, 6, 7, 9]
+    assert _clip_frame_indices(timeline, 1.0, 2.0, _default_sampler(8)) == [10, 11, 12, 13, 15, 16, 17, 19]

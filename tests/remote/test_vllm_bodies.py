@@ -30,7 +30,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def our_bodies(inputs: list[Any], task: str, role: str, **kwargs: Any) -> list[dict[str, Any]]:
-    enc = RemoteEncoder("http://127.0.0.1:9", **kwargs)  # never contacted
+    enc = RemoteEncoder("http://127.0.0.1:9", family="vlm2vec-v2", **kwargs)  # never contacted
     try:
         _, jobs = enc._plan(inputs, resolve_instruction(task, role), 32, None)  # type: ignore[arg-type]
         return [enc._with_defaults(body) for _, body in jobs]

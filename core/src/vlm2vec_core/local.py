@@ -1,7 +1,9 @@
-"""The local VLM2Vec-V2 encoder (torch + transformers, on a GPU or the CPU).
+"""The local encoder (torch + transformers, on a GPU or the CPU) for every model family.
 
-The encode path, top to bottom: prompt -> processor (pixels already fitted to the limits) -> 1-D position ids
--> forward -> last-token pooling -> L2 normalise -> restore input order.
+The encode path, top to bottom: prompt -> processor (pixels already fitted to the family's limits) -> position
+ids (forced 1-D, or the backbone's own M-RoPE, as the family's profile says) -> forward -> last-token pooling ->
+optional Matryoshka truncation -> L2 normalise -> restore input order. What differs between families is data in
+their profile (``vlm2vec_core.families``); this engine never branches on a family's name.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, require_extra
+from .families import Profile, check_backbone, detect_family, family_for_hub_id, get_family
 from .loading import DEFAULT_MODEL, Checkpoint, merge_adapter, resolve_checkpoint
-from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR
+from .media import MAX_DECODE_PIXELS
 from .prepare import MediaLimits, Prepared, keep_good, prepare_or_error
 from .progress import Progress
 from .protocol import PresetMixin
@@ -32,26 +35,35 @@ from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, as_instruction
 log = logging.getLogger(__name__)
 
 WINDOW_BATCHES = 8  # inputs are prepared and length-sorted a window of batch_size * this at a time
+VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
+# transformers' class per backbone (weights load through the same from_pretrained as the published checkpoints)
+MODEL_CLASSES = {"qwen2-vl": "Qwen2VLForConditionalGeneration", "qwen3-vl": "Qwen3VLForConditionalGeneration"}
 
 
 class VLM2VecEncoder(PresetMixin):
-    """VLM2Vec-V2 (or any VLM2Vec Qwen2-VL checkpoint) as a text / image / video encoder.
+    """A multimodal embedding model (VLM2Vec-V2 by default, or any family in ``vlm2vec_core.families``) as a
+    text / image / video encoder.
 
     The model loads on first use, once. ``model`` is a Hub id or a local directory holding full weights or a
     PEFT adapter (LoRA or DoRA) whose base model its ``adapter_config.json`` names (``base_model`` overrides
-    that, e.g. to point at a local copy of the base). On CUDA: bf16 and flash attention 2 when installed
-    (else SDPA); on the CPU: fp32. ``workers`` threads decode and resize media while the model runs.
+    that, e.g. to point at a local copy of the base). ``family`` is detected from the checkpoint (known hub ids,
+    its config, an adapter's kind); pass it when the files cannot tell (full Qwen2-VL weights are taken for
+    VLM2Vec-V2, with a warning). ``truncate_dim`` keeps the first dimensions of a Matryoshka family's vectors
+    (re-normalised). Pixel caps and frame count default to the family's. On CUDA: bf16 and flash attention 2
+    when installed (else SDPA); on the CPU: fp32. ``workers`` threads decode and resize media while the model runs.
     """
 
     def __init__(
         self,
         model: str | Path = DEFAULT_MODEL,
         *,
+        family: str | Profile | None = None,
+        truncate_dim: int | None = None,
         device: str | None = None,
         dtype: Any = None,
-        min_pixels: int = MIN_PIXELS,
-        max_pixels: int = MAX_PIXELS,
-        num_frames: int = 8,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        num_frames: int | None = None,
         attn_implementation: str | None = None,
         base_model: str | Path | None = None,
         max_decode_pixels: int = MAX_DECODE_PIXELS,
@@ -59,7 +71,13 @@ class VLM2VecEncoder(PresetMixin):
     ) -> None:
         self.model_name = str(model)
         self.base_model = base_model
-        self.limits = MediaLimits(min_pixels, max_pixels, num_frames, max_decode_pixels)
+        self._family_arg = get_family(family) if family is not None else None
+        self._family: Profile | None = None
+        self.truncate_dim = truncate_dim
+        self._pixel_args = (min_pixels, max_pixels, num_frames, max_decode_pixels)
+        self._limits: MediaLimits | None = None
+        if truncate_dim is not None and truncate_dim < 1:
+            raise ValueError(f"truncate_dim must be positive, got {truncate_dim}")
         self._device = device
         self._dtype = dtype
         self._attn = attn_implementation
@@ -74,7 +92,8 @@ class VLM2VecEncoder(PresetMixin):
 
     def __repr__(self) -> str:
         state = f"loaded on {self.device}" if self._model is not None else "not loaded"
-        return f"VLM2VecEncoder({self.model_name!r}, {state})"
+        family = f", family={self._family.name!r}" if self._family is not None else ""
+        return f"VLM2VecEncoder({self.model_name!r}{family}, {state})"
 
     # -- loading -------------------------------------------------------------------------------------------
 
@@ -85,12 +104,53 @@ class VLM2VecEncoder(PresetMixin):
         return self._checkpoint
 
     @property
-    def dim(self) -> int:
-        """Embedding size (the language model's hidden size), read from the config without loading weights."""
+    def family(self) -> Profile:  # type: ignore[override]
+        """The model family's profile: ``family=`` when given, else detected from the checkpoint."""
+        if self._family is None:
+            if self._family_arg is not None:
+                self._family = self._family_arg
+            else:
+                known = family_for_hub_id(self.model_name)
+                ckpt = self.checkpoint if known is None else None
+                self._family = known or detect_family(ckpt.weights, self.model_name, adapter=ckpt.adapter)  # type: ignore[union-attr]
+        return self._family
+
+    @property
+    def limits(self) -> MediaLimits:
+        """Pixel caps and frames: the family's, the checkpoint's processor limits where the family uses those,
+        and what was passed to the constructor on top."""
+        if self._limits is None:
+            min_pixels, max_pixels, num_frames, max_decode = self._pixel_args
+            family = self.family
+            if family.caps_from_checkpoint and (min_pixels is None or max_pixels is None):
+                own_min, own_max = _processor_caps(self.checkpoint.processor)
+                min_pixels = min_pixels if min_pixels is not None else own_min
+                max_pixels = max_pixels if max_pixels is not None else own_max
+            self._limits = MediaLimits.for_family(
+                family,
+                min_pixels=min_pixels,
+                max_pixels=max_pixels,
+                num_frames=num_frames,
+                max_decode_pixels=max_decode,
+            )
+        return self._limits
+
+    @property
+    def full_dim(self) -> int:
+        """The language model's hidden size, read from the config without loading weights."""
         if self._model is not None:
             return int(self._model.config.text_config.hidden_size)
         config = json.loads((self.checkpoint.weights / "config.json").read_text())
         return int(config.get("text_config", config).get("hidden_size", config.get("hidden_size")))
+
+    @property
+    def dim(self) -> int:
+        """Embedding size: ``truncate_dim`` when set, else the language model's hidden size."""
+        full = self.full_dim
+        if self.truncate_dim is not None:
+            self.family.check_truncate_dim(self.truncate_dim, full)
+            return self.truncate_dim
+        return full
 
     @property
     def device(self) -> str:
@@ -108,10 +168,14 @@ class VLM2VecEncoder(PresetMixin):
 
     def _load(self) -> None:
         torch = _torch()
-        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+        import transformers
 
         started = time.perf_counter()
         ckpt = self.checkpoint
+        family = self.family
+        check_backbone(family, ckpt.weights, self.model_name)
+        if self.truncate_dim is not None:
+            self.family.check_truncate_dim(self.truncate_dim, self.full_dim)
         device = self.device
         dtype = _torch_dtype(torch, self._dtype) or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         attn = self._attn or (
@@ -119,15 +183,18 @@ class VLM2VecEncoder(PresetMixin):
             if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
             else "sdpa"
         )
-        model: Any = Qwen2VLForConditionalGeneration.from_pretrained(
-            str(ckpt.weights), dtype=dtype, attn_implementation=attn
-        )
+        model_class = getattr(transformers, MODEL_CLASSES[family.backbone])
+        model: Any = model_class.from_pretrained(str(ckpt.weights), dtype=dtype, attn_implementation=attn)
         if ckpt.adapter is not None:
             model = merge_adapter(model, ckpt.adapter)
         model.config.use_cache = False
         self._model = model.to(device).eval()
-        self._processor = AutoProcessor.from_pretrained(str(ckpt.processor))
-        self._processor.tokenizer.padding_side = "left"
+        self._processor = transformers.AutoProcessor.from_pretrained(str(ckpt.processor))
+        tokenizer = self._processor.tokenizer
+        tokenizer.padding_side = family.padding_side
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_PAD, VIDEO_PAD)}
+        self._image_id, self._video_id = ids[IMAGE_PAD], ids[VIDEO_PAD]
         image_config = self._processor.image_processor
         self._patch = int(image_config.patch_size)
         self._merge = int(image_config.merge_size)
@@ -138,11 +205,15 @@ class VLM2VecEncoder(PresetMixin):
         std = torch.tensor(image_config.image_std, dtype=torch.float64).repeat_interleave(per_channel)
         self._scale = (float(image_config.rescale_factor) / std).float().to(device)
         self._shift = (mean / std).float().to(device)
-        if self._patch * self._merge != PATCH_FACTOR:
-            raise ValueError(f"{ckpt.processor}: patch {self._patch} x merge {self._merge} is not {PATCH_FACTOR}")
+        if self._patch * self._merge != family.factor:
+            raise ValueError(
+                f"{ckpt.processor}: patch {self._patch} x merge {self._merge} is not {family.factor}, the "
+                f"{family.title} family's pixels per visual token: is family={family.name!r} right?"
+            )
         log.info(
-            "loaded %s on %s (%s, %s) in %.1f s",
+            "loaded %s (%s) on %s (%s, %s) in %.1f s",
             self.model_name,
+            family.title,
             device,
             dtype,
             attn,
@@ -173,6 +244,7 @@ class VLM2VecEncoder(PresetMixin):
         items = list(inputs)
         self.load()
         dim = self.dim
+        self.limits  # noqa: B018 - resolve the family's limits before the worker threads need them
         if not items:
             return np.zeros((0, dim), dtype=np.float32)
         vectors: dict[int, np.ndarray] = {}
@@ -215,7 +287,9 @@ class VLM2VecEncoder(PresetMixin):
 
         def submit(start: int) -> list[Future[Prepared | InputError]]:
             return [
-                pool.submit(self._timed, "prepare", prepare_or_error, items[i], i, instruction, self.limits)
+                pool.submit(
+                    self._timed, "prepare", prepare_or_error, items[i], i, instruction, self.limits, self.family
+                )
                 for i in range(start, min(start + window, len(items)))
             ]
 
@@ -266,48 +340,96 @@ class VLM2VecEncoder(PresetMixin):
             self.timings[stage] += seconds
 
     def _features(self, batch: list[Prepared]) -> dict[str, Any]:
-        """Model inputs on the device: token ids with each pad token expanded, and the media as patches.
+        """Model inputs on the device: token ids with each vision marker expanded, and the media as patches.
 
-        Does what Qwen2-VL's processor does once media are fitted (temporal padding, 14 px patches in 2x2
-        merge order, rescale, CLIP normalisation), but cuts patches from uint8 pixels and ships those to the
-        device, where the float work happens: a quarter of the bytes to copy and move. A test checks it against
-        transformers' processor.
+        Does what the backbone's processor does once media are fitted (temporal padding, patches in merge order,
+        rescale, normalisation; for Qwen3-VL video the per-frame ``<t seconds>`` blocks of transformers 4.57,
+        which its embedding model was run with), but cuts patches from uint8 pixels and ships those to the
+        device, where the float work happens: a quarter of the bytes to copy and move. Tests check it against
+        transformers' processors.
         """
         torch = _torch()
         features: dict[str, Any] = {}
         prompts = [p.prompt for p in batch]
-        for kind, pad, media in (
-            ("image", IMAGE_PAD, [[p.image] if p.image is not None else None for p in batch]),
-            ("video", VIDEO_PAD, [p.frames for p in batch]),
+        for kind, media in (
+            ("image", [[p.image] if p.image is not None else None for p in batch]),
+            ("video", [p.frames for p in batch]),
         ):
             if all(m is None for m in media):
                 continue
             pixels, grids = [], []
             for i, frames in enumerate(media):
-                if frames is not None:
-                    patches, grid = self._patches(frames)
-                    pixels.append(patches)
-                    grids.append(grid)
-                    prompts[i] = prompts[i].replace(pad, pad * (grid[0] * grid[1] * grid[2] // self._merge**2), 1)
+                if frames is None:
+                    continue
+                size = batch[i].frame_size if kind == "video" else None
+                patches, grid = self._patches(frames, size)
+                pixels.append(patches)
+                grids.append(grid)
+                prompts[i] = self._expand(prompts[i], kind, grid, batch[i].timestamps)
             x = torch.cat(pixels).to(self.device, non_blocking=True).float()
             x = x.mul_(self._scale).sub_(self._shift)  # (x / 255 - mean) / std, per channel
             features["pixel_values" if kind == "image" else "pixel_values_videos"] = x.to(self._model.dtype)
             features[f"{kind}_grid_thw"] = torch.tensor(grids, device=self.device)
-        tokens = self._processor.tokenizer(prompts, padding=True, return_tensors="pt")
-        features["input_ids"] = tokens["input_ids"].to(self.device)
-        features["attention_mask"] = tokens["attention_mask"].to(self.device)
+        rows = [
+            self._truncated(ids, p)
+            for ids, p in zip(self._processor.tokenizer(prompts)["input_ids"], batch, strict=True)
+        ]
+        width = max(len(r) for r in rows)
+        left = self.family.padding_side == "left"
+        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for n, row in enumerate(rows):
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            input_ids[n, span] = torch.tensor(row, dtype=torch.long)
+            mask[n, span] = 1
+        features["input_ids"] = input_ids.to(self.device)
+        features["attention_mask"] = mask.to(self.device)
+        if self.family.positions == "mrope":  # the backbone builds its 3-D positions from the token types
+            types = (input_ids == self._image_id).long() + 2 * (input_ids == self._video_id).long()
+            features["mm_token_type_ids"] = types.to(self.device)
         return features
 
-    def _patches(self, frames: list[Any]) -> tuple[Any, tuple[int, int, int]]:
-        """One image ([image]) or video (frames of one size) as uint8 patches and their (t, h, w) grid."""
+    def _expand(self, prompt: str, kind: str, grid: tuple[int, int, int], timestamps: tuple[float, ...] | None) -> str:
+        """One marker of ``kind`` in the prompt -> one pad token per merged patch (per frame, with its time, for
+        the families that write timestamps: ``<0.2 seconds><|vision_start|>pads<|vision_end|>...``)."""
+        pad = IMAGE_PAD if kind == "image" else VIDEO_PAD
+        per_frame = grid[1] * grid[2] // self._merge**2
+        if timestamps is None:
+            return prompt.replace(pad, pad * (grid[0] * per_frame), 1)
+        blocks = "".join(f"<{t:.1f} seconds>{VISION_START}{pad * per_frame}{VISION_END}" for t in timestamps[: grid[0]])
+        wrapped = f"{VISION_START}{pad}{VISION_END}"
+        return prompt.replace(wrapped, blocks, 1) if wrapped in prompt else prompt.replace(pad, blocks, 1)
+
+    def _truncated(self, ids: list[int], item: Prepared) -> list[int]:
+        """Cut to the family's max length (the tail goes, as its reference's processor cuts it)."""
+        limit = self.family.max_length
+        if limit is None or len(ids) <= limit:
+            return list(ids)
+        if any(t in (self._image_id, self._video_id) for t in ids[limit:]):
+            raise InputError(
+                f"{len(ids)} tokens with its image or video, over {self.family.title}'s limit of {limit}: "
+                "lower max_pixels or num_frames",
+                location=f"input {item.index}",
+                index=item.index,
+            )
+        return list(ids[:limit])
+
+    def _patches(self, frames: list[Any], size: tuple[int, int] | None = None) -> tuple[Any, tuple[int, int, int]]:
+        """One image ([image]) or video (frames of one size) as uint8 patches and their (t, h, w) grid; frames
+        are brought to ``size`` (height, width) first when they do not have it (torchvision bicubic, antialias)."""
         torch = _torch()
         patch, merge, temporal = self._patch, self._merge, self._temporal
         pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])  # (T, H, W, C)
         if pad := -len(pixels) % temporal:  # an image, or an odd frame count: repeat the last frame
             pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
-        frames_n, height, width, channels = pixels.shape
-        grid = (frames_n // temporal, height // patch, width // patch)
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (T, C, H, W), a view
+        if size is not None and tuple(x.shape[2:]) != tuple(size):
+            from torchvision.transforms import InterpolationMode
+            from torchvision.transforms.functional import resize
+
+            x = resize(x.contiguous(), list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
+        frames_n, channels, height, width = x.shape
+        grid = (frames_n // temporal, height // patch, width // patch)
         x = x.reshape(grid[0], temporal, channels, grid[1] // merge, merge, patch, grid[2] // merge, merge, patch)
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, h-block, w-block, h-in, w-in, C, temporal, ph, pw)
         return x.reshape(grid[0] * grid[1] * grid[2], channels * temporal * patch * patch), grid
@@ -316,14 +438,15 @@ class VLM2VecEncoder(PresetMixin):
         torch = _torch()
         with torch.inference_mode():
             mask = features["attention_mask"]
-            # The trained model saw plain 1-D positions for every token, visual ones included.
-            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
             model_inputs = {k: v for k, v in features.items() if k != "attention_mask"}
-            hidden = self._model.model(
-                **model_inputs, attention_mask=mask, position_ids=positions, use_cache=False
-            ).last_hidden_state
-            last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last non-pad token, either padding side
+            if self.family.positions == "1d":
+                # These models saw plain 1-D positions for every token, visual ones included.
+                model_inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            hidden = self._model.model(**model_inputs, attention_mask=mask, use_cache=False).last_hidden_state
+            last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last attended token, either padding side
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+            if self.truncate_dim is not None:
+                pooled = pooled[:, : self.truncate_dim]
             return torch.nn.functional.normalize(pooled, p=2, dim=-1).cpu().numpy()
 
 
@@ -336,6 +459,20 @@ def _length_sorted_batches(prepared: list[Prepared], batch_size: int) -> Iterato
         group.sort(key=lambda p: (p.visual_tokens, len(p.prompt)), reverse=True)
         for i in range(0, len(group), batch_size):
             yield group[i : i + batch_size]
+
+
+def _processor_caps(processor_dir: Path) -> tuple[int | None, int | None]:
+    """min/max pixels from a checkpoint's preprocessor config (None where it says nothing)."""
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        path = processor_dir / name
+        if path.is_file():
+            config = json.loads(path.read_text())
+            config = config.get("image_processor", config)
+            size = config.get("size") or {}
+            low = config.get("min_pixels", size.get("shortest_edge"))
+            high = config.get("max_pixels", size.get("longest_edge"))
+            return (int(low) if low else None), (int(high) if high else None)
+    return None, None
 
 
 def _torch_dtype(torch: Any, dtype: Any) -> Any:

@@ -99,7 +99,7 @@ def prepare(
     if item.video is not None:
         if profile.video == "none":
             raise InputError(f"{profile.title} takes no video", source=_describe_video(item.video))
-        video = _video(item.video, limits, profile)
+        video = video_prep(item.video, limits, profile)
     return assemble(index, instruction, item.text, image, video, limits, profile)
 
 
@@ -129,7 +129,7 @@ def assemble(
     return Prepared(index, prompt, image, frames, tokens, size, stamps, instruction.text or None, text)
 
 
-def _video(video: Any, limits: MediaLimits, profile: Profile) -> VideoPrep:
+def video_prep(video: Any, limits: MediaLimits, profile: Profile) -> VideoPrep:
     """Pick and fit a video's frames as the family does (a file, a clip reference, a VideoClip or frames)."""
     from .documents import parse_reference
     from .video import read_clip_frames, read_frames_at
@@ -142,7 +142,9 @@ def _video(video: Any, limits: MediaLimits, profile: Profile) -> VideoPrep:
     elif isinstance(video, (str, Path)):
         path, start, end, _ = parse_reference(str(video))
         if start is not None and end is not None:  # a clip reference: talk.mp4#t=10,20
-            frames = read_clip_frames(path, start, end, limits.num_frames, sampler=profile.sampler(limits.num_frames))[0]
+            frames = read_clip_frames(path, start, end, limits.num_frames, sampler=profile.sampler(limits.num_frames))[
+                0
+            ]
         elif profile.file_sampler is not None:  # the family samples whole files by time
             sampler = profile.file_sampler
             frames, indices, fps = read_frames_at(path, lambda n, fps: sampler(n, fps, limits.num_frames))

@@ -70,7 +70,9 @@ class PresetMixin:
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed documents (pages, clips, images, texts) with the task's document instruction."""
-        return self.encode(inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs)
+        return self.encode(
+            inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs
+        )
 
     async def aencode(
         self,
@@ -99,7 +101,9 @@ class PresetMixin:
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        return await self.aencode(inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs)
+        return await self.aencode(
+            inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs
+        )
 
     async def aencode_documents(
         self,
@@ -109,7 +113,9 @@ class PresetMixin:
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        return await self.aencode(inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs)
+        return await self.aencode(
+            inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs
+        )
 
 
 def encode_by_task(

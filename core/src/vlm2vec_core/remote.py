@@ -13,17 +13,19 @@ import random
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, report, require_extra
-from .media import MAX_DECODE_PIXELS, MAX_PIXELS, MIN_PIXELS
+from .families import Profile, family_for_hub_id, get_family
+from .media import MAX_DECODE_PIXELS
 from .prepare import MediaLimits, Prepared, keep_good, prepare_or_error
 from .progress import Progress
 from .protocol import PresetMixin
 from .tasks import Instruction, as_instruction
-from .wire import content_parts, decode_embeddings
+from .wire import chat_messages, content_parts, decode_embeddings
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -38,7 +40,12 @@ class RemoteError(RuntimeError):
 
 
 class RemoteEncoder(PresetMixin):
-    """Same API as VLM2VecEncoder, computed by a server: ``RemoteEncoder("http://gpu-box:8000")``."""
+    """Same API as VLM2VecEncoder, computed by a server: ``RemoteEncoder("http://gpu-box:8000")``.
+
+    The model family comes from the server (``/v1/models``; for a server that does not say, such as vLLM, from
+    the served model's hub id, else VLM2Vec-V2); ``family=`` states what you expect and is checked against it.
+    ``truncate_dim`` asks a Matryoshka family for shorter vectors (``dimensions`` in the request).
+    """
 
     def __init__(
         self,
@@ -46,13 +53,15 @@ class RemoteEncoder(PresetMixin):
         *,
         api_key: str | None = None,
         model: str | None = None,
+        family: str | Profile | None = None,
+        truncate_dim: int | None = None,
         timeout: float = 120.0,
         max_retries: int = 6,
         max_concurrency: int = 8,
         backoff: float = 0.5,
-        min_pixels: int = MIN_PIXELS,
-        max_pixels: int = MAX_PIXELS,
-        num_frames: int = 8,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        num_frames: int | None = None,
         max_decode_pixels: int = MAX_DECODE_PIXELS,
         media_format: str = "png",
     ) -> None:
@@ -64,7 +73,11 @@ class RemoteEncoder(PresetMixin):
             raise ValueError("media_format must be 'png' (exact) or 'jpeg' (smaller; what vLLM takes for frames)")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.limits = MediaLimits(min_pixels, max_pixels, num_frames, max_decode_pixels)
+        self._family_arg = get_family(family) if family is not None else None
+        self._family: Profile | None = None
+        self.truncate_dim = truncate_dim
+        self._pixel_args = (min_pixels, max_pixels, num_frames, max_decode_pixels)
+        self._limits: MediaLimits | None = None
         self.max_retries = max_retries
         self.max_concurrency = max(1, max_concurrency)
         self.backoff = backoff
@@ -91,21 +104,66 @@ class RemoteEncoder(PresetMixin):
     # -- discovery -----------------------------------------------------------------------------------------
 
     @property
+    def model_name(self) -> str:
+        return str(self.model or self.base_url)
+
+    @property
     def dim(self) -> int:
         if self._dim is None:
             with self._lock:
                 if self._dim is None:
-                    self._dim = self._discover_dim()
+                    self._dim = self._discover()
         return self._dim
 
-    def _discover_dim(self) -> int:
+    @property
+    def family(self) -> Profile:  # type: ignore[override]
+        """The served family: asked of the server once, unless ``family=`` was given (then checked on first use)."""
+        if self._family is None and self._family_arg is not None:
+            return self._family_arg
+        if self._family is None:
+            self.dim  # noqa: B018 - discovery sets the family
+        assert self._family is not None
+        return self._family
+
+    @property
+    def limits(self) -> MediaLimits:
+        if self._limits is None:
+            min_pixels, max_pixels, num_frames, max_decode = self._pixel_args
+            self._limits = MediaLimits.for_family(
+                self.family,
+                min_pixels=min_pixels,
+                max_pixels=max_pixels,
+                num_frames=num_frames,
+                max_decode_pixels=max_decode,
+            )
+        return self._limits
+
+    def _discover(self) -> int:
+        """The served model, its family and dimension, checked against what this client was asked for."""
         listing = self._send("GET", "/v1/models", None)
         models = listing.get("data") or []
-        if self.model is None and models:
-            self.model = models[0].get("id")
-        if models and "dim" in models[0]:
-            return int(models[0]["dim"])
-        return int(self._post_embeddings({"input": ["dim"]}, 1).shape[1])  # vLLM: ask for one vector
+        entry = models[0] if models else {}
+        if self.model is None:
+            self.model = entry.get("id")
+        served = entry.get("family")
+        if served is not None:
+            family = get_family(served)
+        else:  # vLLM says nothing of families: the served hub id, or what the caller said
+            family = family_for_hub_id(str(self.model)) or self._family_arg or get_family(None)
+        if self._family_arg is not None and self._family_arg.name != family.name:
+            raise RemoteError(
+                f"{self.base_url} serves {self.model!r} of the {family.title} family, not {self._family_arg.title}"
+            )
+        self._family = family
+        served_truncation = int(entry.get("truncate_dim") or 0)
+        # vLLM does not list the dimension: ask for one vector
+        dim = int(entry["dim"]) if "dim" in entry else int(self._post_embeddings({"input": ["dim"]}, 1).shape[1])
+        if self.truncate_dim is not None and self.truncate_dim != dim:
+            family.check_truncate_dim(self.truncate_dim, dim)
+            return self.truncate_dim
+        if served_truncation and self.truncate_dim is None:
+            self.truncate_dim = served_truncation
+        return dim
 
     # -- encoding ------------------------------------------------------------------------------------------
 
@@ -178,12 +236,19 @@ class RemoteEncoder(PresetMixin):
             raise TypeError("encode takes a list of inputs; wrap a single string in a list")
         instr = as_instruction(instruction)
         items = list(inputs)
+        family, limits = self.family, self.limits
         workers = min(4, max(1, len(items)))
         with ThreadPoolExecutor(workers, thread_name_prefix="vlm2vec-prepare") as pool:
             results = list(
-                pool.map(lambda pair: prepare_or_error(pair[1], pair[0], instr, self.limits), enumerate(items))
+                pool.map(lambda pair: prepare_or_error(pair[1], pair[0], instr, limits, family), enumerate(items))
             )
         prepared = list(keep_good(results, errors))
+        if family.chat_prompt:  # every item as a system turn and a user turn, as the family's chat template has it
+            default = family.default_instruction
+            return prepared, [
+                ([p], {"messages": chat_messages(replace(p, system=p.system or default), self.media_format)})
+                for p in prepared
+            ]
         texts = [p for p in prepared if p.modality == "text"]
         jobs: list[tuple[list[Prepared], dict[str, Any]]] = [
             (chunk, {"input": [p.prompt for p in chunk]})
@@ -219,7 +284,8 @@ class RemoteEncoder(PresetMixin):
     # -- HTTP with retries ---------------------------------------------------------------------------------
 
     def _with_defaults(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"model": self.model or "vlm2vec", "encoding_format": "base64", **body}
+        extra = {"dimensions": self.truncate_dim} if self.truncate_dim is not None and self._dim is not None else {}
+        return {"model": self.model or "vlm2vec", "encoding_format": "base64", **extra, **body}
 
     def _post_embeddings(self, body: dict[str, Any], expected: int) -> np.ndarray:
         return decode_embeddings(self._send("POST", "/v1/embeddings", self._with_defaults(body)), expected)

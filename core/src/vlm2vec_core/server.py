@@ -17,12 +17,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, require_extra
-from .media import fit_frames, fit_image, visual_tokens
 from .prepare import Prepared
 from .wire import ItemSpec, RequestError, decode_image, decode_video_frames, encode_vector, parse_request
 
@@ -120,8 +119,9 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
         batcher = Batcher(encoder, config.max_batch_size, config.max_wait_ms, config.max_queue)
         state["batcher"] = batcher
         state["dim"] = encoder.dim
+        state["family"] = encoder.family
         task = asyncio.create_task(batcher.run())
-        log.info("serving %s (dim %d)", config.model_name, state["dim"])
+        log.info("serving %s (%s, dim %d)", config.model_name, state["family"].title, state["dim"])
         try:
             yield
         finally:
@@ -160,7 +160,16 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
         return {
             "object": "list",
             "data": [
-                {"id": config.model_name, "object": "model", "owned_by": "vlm2vec", "created": 0, "dim": state["dim"]}
+                {
+                    "id": config.model_name,
+                    "object": "model",
+                    "owned_by": "vlm2vec",
+                    "created": 0,
+                    "dim": state["dim"],
+                    "family": state["family"].name,
+                    "truncate_dim": int(getattr(encoder, "truncate_dim", None) or 0),
+                    "licence": state["family"].licence,
+                }
             ],
         }
 
@@ -181,7 +190,8 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
         except ValueError as exc:
             return error(400, f"malformed JSON: {exc}")
         try:
-            specs, fmt = parse_request(body, max_inputs=config.max_inputs)
+            specs, fmt = parse_request(body, max_inputs=config.max_inputs, family=state["family"])
+            dimensions = _dimensions(body, state["family"], state["dim"])
             loop = asyncio.get_running_loop()
             items = await asyncio.gather(
                 *(
@@ -198,7 +208,7 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
         except Overloaded:
             return error(503, "the server is busy: retry shortly", {"Retry-After": "1"})
         data = [
-            {"object": "embedding", "index": i, "embedding": encode_vector(vector, fmt)}
+            {"object": "embedding", "index": i, "embedding": encode_vector(_shortened(vector, dimensions), fmt)}
             for i, (vector, _) in enumerate(results)
         ]
         tokens = sum(count for _, count in results)
@@ -214,45 +224,73 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
     return app
 
 
+def _dimensions(body: Any, family: Any, dim: int) -> int | None:
+    """The ``dimensions`` a request asks for (a Matryoshka family's sizes only), or None."""
+    wanted = body.get("dimensions") if isinstance(body, dict) else None
+    if wanted is None or wanted == dim:
+        return None
+    if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1 or wanted > dim:
+        raise RequestError(422, f"'dimensions' must be an integer from 1 to {dim}, not {wanted!r}")
+    try:
+        family.check_truncate_dim(wanted, dim)
+    except ValueError as exc:
+        raise RequestError(422, str(exc)) from exc
+    return int(wanted)
+
+
+def _shortened(vector: Any, dimensions: int | None) -> Any:
+    import numpy as np
+
+    if dimensions is None:
+        return vector
+    head = np.asarray(vector[:dimensions], dtype=np.float32)
+    return head / max(float(np.linalg.norm(head)), 1e-12)
+
+
 def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig) -> Prepared:
-    """Decode and fit one item's media (a worker thread): the same limits as the local encoder."""
-    limits = encoder.limits
-    image = frames = None
-    tokens = 0
+    """Decode and fit one item's media (a worker thread): the same family rules and limits as the local encoder."""
+    from .prepare import assemble, video_prep
+    from .tasks import Instruction
+
+    limits, profile = encoder.limits, encoder.family
+    image = video = None
     if spec.image is not None:
-        decoded = decode_image(spec.image, max_decode_pixels=limits.max_decode_pixels)
-        image = fit_image(decoded, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
-        tokens += visual_tokens(image.height, image.width)
+        image = decode_image(spec.image, max_decode_pixels=limits.max_decode_pixels)
     if spec.video is not None:
+        if profile.video == "none":
+            raise RequestError(422, f"{spec.video.where}: {profile.title} takes no video")
         got = decode_video_frames(
             spec.video,
             max_frames=config.max_frames,
             max_decode_pixels=limits.max_decode_pixels,
             max_bytes=config.max_body_bytes,
         )
-        raw_frames = _frames_from_file(got, spec.video.where, limits.num_frames) if isinstance(got, bytes) else got
-        from .video import uniform_frame_indices
-
-        picked = [raw_frames[i] for i in uniform_frame_indices(len(raw_frames), limits.num_frames)]
         try:
-            frames = fit_frames(picked, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
-        except ValueError as exc:
-            raise RequestError(422, f"{spec.video.where}: {exc}") from exc
-        tokens += visual_tokens(frames[0].height, frames[0].width, len(frames))
-    return Prepared(index, spec.prompt, image, frames, tokens)
+            video = (
+                _video_file(got, spec.video.where, limits, profile)
+                if isinstance(got, bytes)
+                else (video_prep(got, limits, profile))
+            )
+        except InputError as exc:
+            raise RequestError(422, f"{spec.video.where}: {exc.reason}") from exc
+    instruction = spec.instruction if spec.instruction is not None else Instruction()
+    try:
+        prepared = assemble(index, instruction, spec.text, image, video, limits, profile)
+    except (InputError, ValueError) as exc:
+        raise RequestError(422, f"{spec.where}: {exc}") from exc
+    if not profile.chat_prompt:  # the raw families' prompt is the request's own parts in order
+        prepared = replace(prepared, prompt=spec.prompt)
+    return prepared
 
 
-def _frames_from_file(data: bytes, where: str, num_frames: int) -> list[Any]:
-    from .video import read_video_frames
+def _video_file(data: bytes, where: str, limits: Any, profile: Any) -> Any:
+    from .prepare import video_prep
 
     fd, name = tempfile.mkstemp(prefix="vlm2vec-upload-", suffix=".video")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        try:
-            return read_video_frames(name, num_frames=num_frames)
-        except InputError as exc:
-            raise RequestError(422, f"{where}: {exc.reason}") from exc
+        return video_prep(name, limits, profile)
     finally:
         Path(name).unlink(missing_ok=True)
 

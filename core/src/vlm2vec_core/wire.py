@@ -10,8 +10,14 @@ Two request forms, as vLLM takes them:
   data URLs. The prompt is the parts in order, each image or video standing as its pad token, which is what the
   chat template shipped for vLLM (``templates/vlm2vec_v2.jinja``) produces.
 
+For the chat-prompt families (GME, Qwen3-VL-Embedding) the server renders the family's own prompt instead: a
+``system`` message is the instruction (the family's default without one), the user parts are the text, the
+image and the video, and an ``input`` text is a user turn under the default instruction; this is what vLLM does
+with those models' chat templates, so the client sends them as ``messages`` with their system turn.
+
 Extensions (ignored by vLLM): ``task`` + ``role`` or ``instruction`` make the server assemble the prompt from a
 preset instead (``build_prompt``), and ``encoding_format`` may be ``float`` or ``base64`` (little-endian float32).
+``dimensions`` (OpenAI's and vLLM's name) asks a Matryoshka family for shorter vectors.
 Only ``data:`` URLs are accepted: the server never fetches a URL nor reads a local file.
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -28,6 +34,10 @@ from PIL import Image
 from .errors import InputError
 from .media import from_data_url
 from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, build_prompt, resolve_instruction
+
+if TYPE_CHECKING:
+    from .families import Profile
+    from .prepare import Prepared
 
 FRAME_MIME = {"png": "video/png", "jpeg": "video/jpeg"}
 
@@ -89,6 +99,19 @@ def content_parts(
     return parts
 
 
+def chat_messages(item: Prepared, fmt: str = "png") -> list[dict[str, Any]]:
+    """A chat-prompt family's item as messages: its system turn, then the user turn (videos, images, text)."""
+    parts: list[dict[str, Any]] = []
+    if item.frames is not None:
+        parts.append({"type": "video_url", "video_url": {"url": frames_data_url(item.frames, fmt)}})
+    if item.image is not None:
+        parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
+    if item.text is not None:
+        parts.append({"type": "text", "text": item.text})
+    messages: list[dict[str, Any]] = [{"role": "system", "content": item.system}] if item.system else []
+    return [*messages, {"role": "user", "content": parts}]
+
+
 def decode_embeddings(body: dict[str, Any], expected: int) -> np.ndarray:
     """The vectors of an embeddings response, by their ``index``, as float32 (n, dim)."""
     data = body.get("data")
@@ -124,19 +147,24 @@ class ItemSpec:
     image: MediaPart | None
     video: MediaPart | None
     where: str
+    instruction: Instruction | None = None  # the chat-prompt families render the prompt once media are known
+    text: str | None = None
 
 
-def parse_request(body: Any, *, max_inputs: int = 2048) -> tuple[list[ItemSpec], str]:
+def parse_request(body: Any, *, max_inputs: int = 2048, family: Profile | None = None) -> tuple[list[ItemSpec], str]:
     """Validate an embeddings request body and return its items and the encoding format (or RequestError)."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     fmt = body.get("encoding_format", "float")
     if fmt not in ("float", "base64"):
         raise RequestError(422, f"encoding_format must be 'float' or 'base64', not {fmt!r}")
-    instruction = _instruction(body)
+    instruction = _instruction(body, family)
+    chat = family is not None and family.chat_prompt
     if "messages" in body:
         if "input" in body:
             raise RequestError(422, "give either 'input' or 'messages', not both")
+        if chat:
+            return [_parse_chat_messages(body["messages"], instruction)], fmt
         return [_parse_messages(body["messages"], instruction)], fmt
     raw = body.get("input")
     if isinstance(raw, str):
@@ -149,12 +177,56 @@ def parse_request(body: Any, *, max_inputs: int = 2048) -> tuple[list[ItemSpec],
     for i, text in enumerate(raw):
         if not isinstance(text, str):
             raise RequestError(422, f"input[{i}] must be a string (token ids are not accepted)")
+        if chat:
+            items.append(ItemSpec("", None, None, f"input[{i}]", instruction or Instruction(), text))
+            continue
         prompt = build_prompt(instruction, text) if instruction is not None else (text or "  ")
         items.append(ItemSpec(prompt, None, None, f"input[{i}]"))
     return items, fmt
 
 
-def _instruction(body: dict[str, Any]) -> Instruction | None:
+def _parse_chat_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
+    """A system turn (the instruction, unless the body names one) and user parts: text, one image, one video."""
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(422, "'messages' must be a non-empty list")
+    system: str | None = None
+    texts: list[str] = []
+    image = video = None
+    for m, message in enumerate(messages):
+        if not isinstance(message, dict) or "content" not in message:
+            raise RequestError(422, f"messages[{m}] must be an object with 'content'")
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list):
+            raise RequestError(422, f"messages[{m}].content must be a string or a list of parts")
+        role = message.get("role", "user")
+        for p, part in enumerate(content):
+            where = f"messages[{m}].content[{p}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                if role == "system":
+                    system = (system or "") + part["text"]
+                else:
+                    texts.append(part["text"])
+            elif kind in ("image_url", "video_url") and role != "system":
+                url = part.get(kind)
+                url = url.get("url") if isinstance(url, dict) else url
+                media = MediaPart("image" if kind == "image_url" else "video", url, where)
+                if (image if media.kind == "image" else video) is not None:
+                    raise RequestError(422, f"{where}: only one {media.kind} per item")
+                if media.kind == "image":
+                    image = media
+                else:
+                    video = media
+            else:
+                raise RequestError(422, f"{where}: unsupported content part (use text, image_url or video_url)")
+    chosen = instruction if instruction is not None else Instruction(system or "")
+    text = "".join(texts) if texts else None
+    return ItemSpec("", image, video, "messages", chosen, text)
+
+
+def _instruction(body: dict[str, Any], family: Profile | None = None) -> Instruction | None:
     task, role, instruction = body.get("task"), body.get("role", "query"), body.get("instruction")
     if task is None and instruction is None:
         return None
@@ -163,7 +235,7 @@ def _instruction(body: dict[str, Any]) -> Instruction | None:
     if role not in ("query", "document"):
         raise RequestError(422, f"'role' must be 'query' or 'document', not {role!r}")
     try:
-        return resolve_instruction(task or "visdoc", role, instruction)
+        return resolve_instruction(task or "visdoc", role, instruction, family)
     except ValueError as exc:
         raise RequestError(422, str(exc)) from exc
 

@@ -89,6 +89,7 @@ class Profile:
     file_sampler: Callable[[int, float, int], list[int]] | None = None
     # (list length, num_frames) -> which frames of a list of frames to use; None: as frame_indices
     list_indices: Callable[[int, int], list[int]] | None = None
+    default_instruction: str = ""  # the system prompt a chat-prompt family uses without an instruction
     pooling: str = "last non-pad token"
     empty_input: str = ""
 

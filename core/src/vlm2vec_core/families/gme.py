@@ -77,7 +77,8 @@ PROFILE = Profile(
     weights="full",
     licence="Apache-2.0",
     presets={
-        name: TaskPreset(name, Instruction(text), Instruction(""), description) for name, (text, description) in _TASKS.items()
+        name: TaskPreset(name, Instruction(text), Instruction(""), description)
+        for name, (text, description) in _TASKS.items()
     },
     refused={
         name: "GME was trained for retrieval of images and documents by text (and text by image): "
@@ -87,6 +88,7 @@ PROFILE = Profile(
     },
     render=render,
     chat_prompt=True,
+    default_instruction=DEFAULT_INSTRUCTION,
     factor=PATCH_FACTOR,
     min_pixels=MIN_TOKENS * PATCH_FACTOR * PATCH_FACTOR,
     max_pixels=MAX_TOKENS * PATCH_FACTOR * PATCH_FACTOR,

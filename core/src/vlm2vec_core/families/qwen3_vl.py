@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -65,9 +65,7 @@ def render(instruction: Instruction, text: str | None, image: bool, video: bool)
         user += text
     if not (image or video or text is not None):
         user = "NULL"
-    return (
-        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-    )
+    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def fit_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
@@ -112,9 +110,19 @@ def fit_video(
         stage_one = []
         for frame in frames:
             width, height = frame.size
-            stage_one.append(resize_to(frame, smart_resize(height, width, factor=STAGE_ONE_FACTOR,
-                                                           min_pixels=STAGE_ONE_MIN, max_pixels=STAGE_ONE_MAX,
-                                                           extremes="raise")))
+            stage_one.append(
+                resize_to(
+                    frame,
+                    smart_resize(
+                        height,
+                        width,
+                        factor=STAGE_ONE_FACTOR,
+                        min_pixels=STAGE_ONE_MIN,
+                        max_pixels=STAGE_ONE_MAX,
+                        extremes="raise",
+                    ),
+                )
+            )
         frames = stage_one
         budget = TOTAL_PIXELS
     else:
@@ -125,8 +133,9 @@ def fit_video(
         frames = [*frames, frames[-1]]
     min_pixels = FRAME_MIN_PIXELS
     max_pixels = max(min(FRAME_MAX_PIXELS, limits.max_pixels, budget / len(frames) * 2), int(min_pixels * 1.05))
-    size = smart_resize(first[0], first[1], factor=FACTOR, min_pixels=min_pixels, max_pixels=int(max_pixels),
-                        extremes="raise")
+    size = smart_resize(
+        first[0], first[1], factor=FACTOR, min_pixels=min_pixels, max_pixels=int(max_pixels), extremes="raise"
+    )
     if timing is None:
         indices, fps = list(range(len(frames))), FRAME_LIST_FPS
     else:
@@ -173,6 +182,7 @@ PROFILE = Profile(
     refused={},
     render=render,
     chat_prompt=True,
+    default_instruction=DEFAULT_INSTRUCTION,
     factor=FACTOR,
     min_pixels=MIN_PIXELS,
     max_pixels=MAX_PIXELS,
