@@ -31,3 +31,18 @@ def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     from vlm2vec_core import VLM2VecEncoder
 
     return VLM2VecEncoder(tiny_model_dir).load()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from tinymodel import build_tiny_qwen3vl_checkpoint
+
+    return build_tiny_qwen3vl_checkpoint(tmp_path_factory.mktemp("tiny-qwen3vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3vl_encoder(tiny_qwen3vl_dir: Path):  # type: ignore[no-untyped-def]
+    from vlm2vec_core import VLM2VecEncoder
+
+    return VLM2VecEncoder(tiny_qwen3vl_dir).load()
