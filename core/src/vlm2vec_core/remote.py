@@ -177,6 +177,7 @@ class RemoteEncoder(PresetMixin):
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
         """Embed inputs on the server; same contract as ``VLM2VecEncoder.encode``."""
+        self.dim  # noqa: B018 - ask the server what it serves (and check the family) before preparing for it
         prepared, jobs = self._plan(inputs, instruction, batch_size, errors)
 
         def run(job: tuple[list[Prepared], dict[str, Any]]) -> np.ndarray | InputError:
@@ -207,6 +208,7 @@ class RemoteEncoder(PresetMixin):
         """``encode`` with async I/O (media are still prepared in a worker thread)."""
         import httpx
 
+        await asyncio.to_thread(lambda: self.dim)
         prepared, jobs = await asyncio.to_thread(self._plan, inputs, instruction, batch_size, errors)
         limit = asyncio.Semaphore(self.max_concurrency)
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout) as client:
