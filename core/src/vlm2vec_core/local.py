@@ -104,7 +104,7 @@ class VLM2VecEncoder(PresetMixin):
         return self._checkpoint
 
     @property
-    def family(self) -> Profile:  # type: ignore[override]
+    def family(self) -> Profile:
         """The model family's profile: ``family=`` when given, else detected from the checkpoint."""
         if self._family is None:
             if self._family_arg is not None:

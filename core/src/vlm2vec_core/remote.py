@@ -116,7 +116,7 @@ class RemoteEncoder(PresetMixin):
         return self._dim
 
     @property
-    def family(self) -> Profile:  # type: ignore[override]
+    def family(self) -> Profile:
         """The served family: asked of the server once, unless ``family=`` was given (then checked on first use)."""
         if self._family is None and self._family_arg is not None:
             return self._family_arg

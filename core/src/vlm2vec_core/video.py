@@ -102,7 +102,8 @@ def video_clips(
     Clip ``k`` covers ``[k * stride, min(k * stride + clip_seconds, duration))``; the last, shorter clip is
     kept. Each clip holds ``num_frames`` RGB frames picked among the frames that start inside it as VLM2Vec's
     evaluation picks them (``two_stage_frame_indices``), or all of them when there are fewer; ``sampler`` (frame
-    count -> indices) replaces that rule, e.g. with a model family's own. Only those frames are decoded, one clip at a time.
+    count -> indices) replaces that rule, e.g. with a model family's own. Only those frames are decoded, one clip
+    at a time.
     Bad input raises :class:`InputError`; when ``errors`` is a list, failures are appended to it instead and
     iteration carries on with the next clip (or yields nothing for a bad file).
     """

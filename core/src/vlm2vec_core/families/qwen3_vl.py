@@ -124,7 +124,7 @@ def fit_video(
                 )
             )
         frames = stage_one
-        budget = TOTAL_PIXELS
+        budget: float = TOTAL_PIXELS
     else:
         budget = FILE_TOTAL_PIXELS
     first = (frames[0].height, frames[0].width)
