@@ -272,3 +272,27 @@ def test_every_family_has_the_profile_fields_filled():
         assert profile.hub_ids and profile.licence and profile.dims and profile.good_at
         assert set(profile.presets).isdisjoint(profile.refused)
         assert all(task in profile.presets for task in profile.task_for_kind.values())
+
+
+def test_whole_videos_and_clips_are_sampled_in_two_stages(tmp_path: Path):
+    from mediafixtures import make_video
+    from vlm2vec_core.video import read_frames_at, video_clips
+
+    video = make_video(tmp_path / "v.mp4", seconds=27, fps=10, size=(64, 48))  # 270 frames
+    _, indices, _ = read_frames_at(video, lambda n, _fps: two_stage_frame_indices(n, 8))
+    assert indices == [0, 37, 75, 113, 151, 189, 227, 265]  # not linspace's 0, 38, 76, ...
+    (clip,) = list(video_clips(video, clip_seconds=27.0))
+    assert list(clip.frame_indices) == [0, 37, 75, 113, 151, 189, 227, 265]
+    qwen3 = next(iter(video_clips(video, clip_seconds=27.0, sampler=QWEN3.sampler(64))))
+    assert list(qwen3.frame_indices) == [i * 270 // 64 for i in range(64)]  # the official benchmark's extraction
+
+
+def test_qwen3vl_samples_a_whole_file_at_one_frame_per_second_with_its_real_times(tmp_path: Path):
+    from mediafixtures import make_video
+
+    video = make_video(tmp_path / "v.mp4", seconds=9, fps=10, size=(64, 48))  # 90 frames, 9 s
+    prepared = prepare(Input(video=str(video)), 0, Instruction(), MediaLimits.for_family(QWEN3), QWEN3)
+    assert len(prepared.frames or []) == 8  # 9 s at 1 fps, floored to an even count
+    indices = [round(i) for i in np.linspace(0, 89, 8)]
+    seconds = [i / 10 for i in indices]
+    assert prepared.timestamps == pytest.approx([(a + b) / 2 for a, b in zip(seconds[::2], seconds[1::2], strict=True)])
