@@ -296,3 +296,81 @@ def test_qwen3vl_samples_a_whole_file_at_one_frame_per_second_with_its_real_time
     indices = [round(i) for i in np.linspace(0, 89, 8)]
     seconds = [i / 10 for i in indices]
     assert prepared.timestamps == pytest.approx([(a + b) / 2 for a, b in zip(seconds[::2], seconds[1::2], strict=True)])
+
+
+_Q3 = "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+_GME = "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<|endoftext|>"
+_IMG3 = "<|vision_start|><|image_pad|><|vision_end|>"
+_VID3 = "<|vision_start|><|video_pad|><|vision_end|>"
+
+
+@pytest.mark.parametrize(
+    ("family", "task", "role", "item", "expected"),
+    [
+        ("vlm2vec-v2", "visdoc", "query", "q", "Find a document image that matches the given query: q"),
+        (
+            "vlm2vec-v2",
+            "visdoc",
+            "document",
+            "page",
+            "<|image_pad|> Understand the content of the provided document image.",
+        ),
+        (
+            "vlm2vec-v2",
+            "moment",
+            "document",
+            "clip",
+            "<|video_pad|> Understand the content of the provided video clip.",
+        ),
+        ("vlm2vec-v2", "image", "document", "page", "<|image_pad|>\nRepresent the given image.\n"),
+        ("vlm2vec-v1", "moment", "query", "q", "Find the clip that corresponds to the given text: q"),
+        ("unime-v2", "image", "query", "a dog", "Find me an everyday image that matches the given caption: a dog\n"),
+        ("unime-v2", "image_to_text", "document", "a dog", "a dog"),
+        ("gme", "visdoc", "query", "q", _GME.format("Find an image that matches the given text.", "q")),
+        ("gme", "moment", "document", "clip", _GME.format("You are a helpful assistant.", _IMG3)),  # middle frame
+        (
+            "qwen3-vl-embedding",
+            "visdoc",
+            "query",
+            "q",
+            _Q3.format("Find a document image that matches the given query.", "q"),
+        ),
+        ("qwen3-vl-embedding", "visdoc", "document", "page", _Q3.format("Represent the user's input.", _IMG3)),
+        ("qwen3-vl-embedding", "moment", "document", "clip", _Q3.format("Represent the user's input.", _VID3)),
+        (
+            "qwen3-vl-embedding",
+            "image_classification",
+            "query",
+            "page",
+            _Q3.format("Represent the given image for classification.", _IMG3),
+        ),
+        (
+            "qwen3-vl-embedding",
+            "image",
+            "query",
+            "a dog",
+            _Q3.format("Find me an everyday image that matches the given caption:", "a dog"),
+        ),
+        (
+            "qwen3-vl-embedding",
+            "moment",
+            "document",
+            "",
+            _Q3.format("Represent the user's input.", ""),
+        ),  # an empty user turn
+    ],
+)
+def test_exact_prompts(family: str, task: str, role: str, item: str, expected: str):
+    fake = FakeEncoder(family=family)
+    inputs = {"page": _picture(300, 200, 1), "clip": Input(video=[_picture(64, 64, i) for i in range(4)])}
+    method = fake.encode_queries if role == "query" else fake.encode_documents
+    method([inputs.get(item, Input(text=item))], task=task)
+    assert fake.prompts == [expected]
+
+
+def test_qwen3vl_nothing_at_all_is_null_and_instructions_get_a_full_stop():
+    assert QWEN3.render(Instruction(), None, False, False) == _Q3.format("Represent the user's input.", "NULL")
+    assert QWEN3.render(Instruction("  Retrieve the slide "), "x", False, False) == _Q3.format(
+        "Retrieve the slide.", "x"
+    )
+    assert QWEN3.render(Instruction("Which one?"), "x", False, False) == _Q3.format("Which one?", "x")

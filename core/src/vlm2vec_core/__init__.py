@@ -1,4 +1,5 @@
-"""vlm2vec-core: VLM2Vec-V2 embeddings for text, images, PDF pages and video clips in one vector space.
+"""vlm2vec-core: multimodal embeddings (VLM2Vec-V2, GME, Qwen3-VL-Embedding, ...) for text, images, PDF pages and
+video clips in one vector space.
 
 Importing this package is light: torch and transformers load only when a local encoder first runs.
 """
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, MissingDependencyError
 from .fake import FakeEncoder
+from .families import FAMILIES, Profile, UnknownFamilyError, get_family
 from .protocol import Encoder
 from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     )
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
+    from .local import VLM2VecEncoder as LocalEncoder
     from .pdf import pdf_pages
     from .remote import RemoteEncoder
     from .video import read_clip_frames, read_video_frames, video_clips
@@ -41,6 +44,7 @@ _LAZY = {
     "input_for_metadata": "documents",
     "read_clip_frames": "video",
     "VLM2VecEncoder": "local",
+    "LocalEncoder": "local",
     "RemoteEncoder": "remote",
     "ModelNotFoundError": "loading",
     "pdf_pages": "pdf",
@@ -49,6 +53,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "FAMILIES",
     "PRESETS",
     "Encoder",
     "FakeEncoder",
@@ -56,16 +61,20 @@ __all__ = [
     "InputError",
     "Instruction",
     "Item",
+    "LocalEncoder",
     "MissingDependencyError",
     "ModelNotFoundError",
     "Page",
+    "Profile",
     "RemoteEncoder",
     "TaskPreset",
+    "UnknownFamilyError",
     "VLM2VecEncoder",
     "VideoClip",
     "as_input",
     "build_prompt",
     "file_digest",
+    "get_family",
     "get_preset",
     "input_for_metadata",
     "input_for_reference",
@@ -85,6 +94,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'vlm2vec_core' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f".{module}", __name__), "VLM2VecEncoder" if name == "LocalEncoder" else name)
     globals()[name] = value
     return value
