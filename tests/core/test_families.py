@@ -374,3 +374,14 @@ def test_qwen3vl_nothing_at_all_is_null_and_instructions_get_a_full_stop():
         "Retrieve the slide.", "x"
     )
     assert QWEN3.render(Instruction("Which one?"), "x", False, False) == _Q3.format("Which one?", "x")
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fitting_twice_changes_nothing(family: str):
+    """A server fits again what a RemoteEncoder fitted: the pixels must come through unchanged."""
+    profile = get_family(family)
+    limits = MediaLimits.for_family(profile)
+    for size in ((640, 480), (2000, 1500), (30, 200)):
+        once = profile.fit_image(_picture(*size, 7), limits)
+        twice = profile.fit_image(once, limits)
+        assert twice.size == once.size and twice.tobytes() == once.tobytes(), (family, size)

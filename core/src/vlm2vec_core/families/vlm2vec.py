@@ -42,7 +42,17 @@ def _capped(image: Image.Image, limits: MediaLimits) -> Image.Image:
     return resize_to(image, smart_resize(height, width, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels))
 
 
+def _squashed_size(limits: MediaLimits) -> tuple[int, int]:
+    """What a 1344x1344 square becomes under the caps (980x980 for VLM2Vec-V1's)."""
+    return smart_resize(SQUASH_SIDE, SQUASH_SIDE, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
+
+
 def _fit_squashed_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
+    """Squash to 1344x1344, then the caps; an image already of the result's size is kept (fitting twice, as a
+    server does with what a RemoteEncoder fitted, must not resample it again)."""
+    height, width = _squashed_size(limits)
+    if image.size == (width, height):
+        return image
     return _capped(squash(SQUASH_SIDE)(image), limits)
 
 
@@ -54,7 +64,7 @@ def _fit_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any =
 
 
 def _fit_squashed_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any = None) -> VideoPrep:
-    return _fit_frames([squash(SQUASH_SIDE)(f) for f in frames], limits)
+    return _fit_frames([_fit_squashed_image(f, limits) for f in frames], limits)
 
 
 _IMAGE_TASKS = ("image", "image_to_text", "vqa", "image_classification")
