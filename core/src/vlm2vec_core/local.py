@@ -8,7 +8,6 @@ their profile (``vlm2vec_core.families``); this engine never branches on a famil
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -23,21 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, require_extra
+from .errors import InputError
 from .families import Profile, check_backbone, detect_family, family_for_hub_id, get_family
-from .loading import DEFAULT_MODEL, Checkpoint, merge_adapter, resolve_checkpoint
+from .loading import DEFAULT_MODEL, Checkpoint, resolve_checkpoint
 from .media import MAX_DECODE_PIXELS
 from .prepare import MediaLimits, Prepared, keep_good, prepare_or_error
 from .progress import Progress
 from .protocol import PresetMixin
-from .tasks import IMAGE_PAD, VIDEO_PAD, Instruction, as_instruction
+from .runner import Backbone, Media, torch_module
+from .tasks import Instruction, as_instruction
 
 log = logging.getLogger(__name__)
 
 WINDOW_BATCHES = 8  # inputs are prepared and length-sorted a window of batch_size * this at a time
-VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
-# transformers' class per backbone (weights load through the same from_pretrained as the published checkpoints)
-MODEL_CLASSES = {"qwen2-vl": "Qwen2VLForConditionalGeneration", "qwen3-vl": "Qwen3VLForConditionalGeneration"}
 
 
 class VLM2VecEncoder(PresetMixin):
@@ -83,15 +80,14 @@ class VLM2VecEncoder(PresetMixin):
         self._attn = attn_implementation
         self._lock = threading.RLock()
         self._checkpoint: Checkpoint | None = None
-        self._model: Any = None
-        self._processor: Any = None
+        self._backbone: Backbone | None = None
         self.workers = workers or min(4, os.cpu_count() or 1)
         # Seconds per stage summed over encode calls (stages overlap, so they can add up to more than "wall").
         self.timings: dict[str, float] = defaultdict(float)
         self._timings_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        state = f"loaded on {self.device}" if self._model is not None else "not loaded"
+        state = f"loaded on {self.device}" if self._backbone is not None else "not loaded"
         family = f", family={self._family.name!r}" if self._family is not None else ""
         return f"VLM2VecEncoder({self.model_name!r}{family}, {state})"
 
@@ -155,70 +151,48 @@ class VLM2VecEncoder(PresetMixin):
     @property
     def device(self) -> str:
         if self._device is None:
-            torch = _torch()
+            torch = torch_module()
             self._device = "cuda" if torch.cuda.is_available() else "cpu"
         return self._device
 
     def load(self) -> VLM2VecEncoder:
         """Load weights and processor now (otherwise the first encode does)."""
         with self._lock:
-            if self._model is None:
+            if self._backbone is None:
                 self._load()
         return self
 
     def _load(self) -> None:
-        torch = _torch()
-        import transformers
-
-        started = time.perf_counter()
+        torch_module()  # the missing extra first: it is what a user without torch must hear about
         ckpt = self.checkpoint
         family = self.family
         check_backbone(family, ckpt.weights, self.model_name)
         if self.truncate_dim is not None:
-            self.family.check_truncate_dim(self.truncate_dim, self.full_dim)
-        device = self.device
-        dtype = _torch_dtype(torch, self._dtype) or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-        attn = self._attn or (
-            "flash_attention_2"
-            if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None
-            else "sdpa"
+            family.check_truncate_dim(self.truncate_dim, self.full_dim)
+        self._backbone = Backbone.load(
+            ckpt,
+            family.backbone,
+            device=self.device,
+            dtype=self._dtype,
+            attn=self._attn,
+            positions=family.positions,
+            padding_side=family.padding_side,
+            factor=family.factor,
+            label=f"{self.model_name} ({family.title})",
         )
-        model_class = getattr(transformers, MODEL_CLASSES[family.backbone])
-        model: Any = model_class.from_pretrained(str(ckpt.weights), dtype=dtype, attn_implementation=attn)
-        if ckpt.adapter is not None:
-            model = merge_adapter(model, ckpt.adapter)
-        model.config.use_cache = False
-        self._model = model.to(device).eval()
-        self._processor = transformers.AutoProcessor.from_pretrained(str(ckpt.processor))
-        tokenizer = self._processor.tokenizer
-        tokenizer.padding_side = family.padding_side
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (IMAGE_PAD, VIDEO_PAD)}
-        self._image_id, self._video_id = ids[IMAGE_PAD], ids[VIDEO_PAD]
-        image_config = self._processor.image_processor
-        self._patch = int(image_config.patch_size)
-        self._merge = int(image_config.merge_size)
-        self._temporal = int(image_config.temporal_patch_size)
-        # Normalisation as one multiply-add per patch value; channel is the slowest axis inside a patch.
-        per_channel = self._temporal * self._patch * self._patch
-        mean = torch.tensor(image_config.image_mean, dtype=torch.float64).repeat_interleave(per_channel)
-        std = torch.tensor(image_config.image_std, dtype=torch.float64).repeat_interleave(per_channel)
-        self._scale = (float(image_config.rescale_factor) / std).float().to(device)
-        self._shift = (mean / std).float().to(device)
-        if self._patch * self._merge != family.factor:
-            raise ValueError(
-                f"{ckpt.processor}: patch {self._patch} x merge {self._merge} is not {family.factor}, the "
-                f"{family.title} family's pixels per visual token: is family={family.name!r} right?"
-            )
-        log.info(
-            "loaded %s (%s) on %s (%s, %s) in %.1f s",
-            self.model_name,
-            family.title,
-            device,
-            dtype,
-            attn,
-            time.perf_counter() - started,
-        )
+
+    @property
+    def _model(self) -> Any:
+        return None if self._backbone is None else self._backbone.model
+
+    @_model.setter
+    def _model(self, model: Any) -> None:  # tests swap in a reference model
+        assert self._backbone is not None
+        self._backbone.model = model
+
+    @property
+    def _processor(self) -> Any:
+        return None if self._backbone is None else self._backbone.processor
 
     # -- encoding ------------------------------------------------------------------------------------------
 
@@ -340,114 +314,47 @@ class VLM2VecEncoder(PresetMixin):
             self.timings[stage] += seconds
 
     def _features(self, batch: list[Prepared]) -> dict[str, Any]:
-        """Model inputs on the device: token ids with each vision marker expanded, and the media as patches.
+        """Model inputs on the device (see ``Backbone.features``), cut to the family's max length."""
+        assert self._backbone is not None
+        return self._backbone.features([(p.prompt, media_of(p)) for p in batch], self._truncate(batch))
 
-        Does what the backbone's processor does once media are fitted (temporal padding, patches in merge order,
-        rescale, normalisation; for Qwen3-VL video the per-frame ``<t seconds>`` blocks of transformers 4.57,
-        which its embedding model was run with), but cuts patches from uint8 pixels and ships those to the
-        device, where the float work happens: a quarter of the bytes to copy and move. Tests check it against
-        transformers' processors.
-        """
-        torch = _torch()
-        features: dict[str, Any] = {}
-        prompts = [p.prompt for p in batch]
-        for kind, media in (
-            ("image", [[p.image] if p.image is not None else None for p in batch]),
-            ("video", [p.frames for p in batch]),
-        ):
-            if all(m is None for m in media):
-                continue
-            pixels, grids = [], []
-            for i, frames in enumerate(media):
-                if frames is None:
-                    continue
-                size = batch[i].frame_size if kind == "video" else None
-                patches, grid = self._patches(frames, size)
-                pixels.append(patches)
-                grids.append(grid)
-                prompts[i] = self._expand(prompts[i], kind, grid, batch[i].timestamps)
-            x = torch.cat(pixels).to(self.device, non_blocking=True).float()
-            x = x.mul_(self._scale).sub_(self._shift)  # (x / 255 - mean) / std, per channel
-            features["pixel_values" if kind == "image" else "pixel_values_videos"] = x.to(self._model.dtype)
-            features[f"{kind}_grid_thw"] = torch.tensor(grids, device=self.device)
-        rows = [
-            self._truncated(ids, p)
-            for ids, p in zip(self._processor.tokenizer(prompts)["input_ids"], batch, strict=True)
-        ]
-        width = max(len(r) for r in rows)
-        left = self.family.padding_side == "left"
-        input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for n, row in enumerate(rows):
-            span = slice(width - len(row), width) if left else slice(0, len(row))
-            input_ids[n, span] = torch.tensor(row, dtype=torch.long)
-            mask[n, span] = 1
-        features["input_ids"] = input_ids.to(self.device)
-        features["attention_mask"] = mask.to(self.device)
-        if self.family.positions == "mrope":  # the backbone builds its 3-D positions from the token types
-            types = (input_ids == self._image_id).long() + 2 * (input_ids == self._video_id).long()
-            features["mm_token_type_ids"] = types.to(self.device)
-        return features
-
-    def _expand(self, prompt: str, kind: str, grid: tuple[int, int, int], timestamps: tuple[float, ...] | None) -> str:
-        """One marker of ``kind`` in the prompt -> one pad token per merged patch (per frame, with its time, for
-        the families that write timestamps: ``<0.2 seconds><|vision_start|>pads<|vision_end|>...``)."""
-        pad = IMAGE_PAD if kind == "image" else VIDEO_PAD
-        per_frame = grid[1] * grid[2] // self._merge**2
-        if timestamps is None:
-            return prompt.replace(pad, pad * (grid[0] * per_frame), 1)
-        blocks = "".join(f"<{t:.1f} seconds>{VISION_START}{pad * per_frame}{VISION_END}" for t in timestamps[: grid[0]])
-        wrapped = f"{VISION_START}{pad}{VISION_END}"
-        return prompt.replace(wrapped, blocks, 1) if wrapped in prompt else prompt.replace(pad, blocks, 1)
-
-    def _truncated(self, ids: list[int], item: Prepared) -> list[int]:
+    def _truncate(self, batch: list[Prepared]) -> Any:
         """Cut to the family's max length (the tail goes, as its reference's processor cuts it)."""
         limit = self.family.max_length
-        if limit is None or len(ids) <= limit:
-            return list(ids)
-        if any(t in (self._image_id, self._video_id) for t in ids[limit:]):
-            raise InputError(
-                f"{len(ids)} tokens with its image or video, over {self.family.title}'s limit of {limit}: "
-                "lower max_pixels or num_frames",
-                location=f"input {item.index}",
-                index=item.index,
-            )
-        return list(ids[:limit])
+        backbone = self._backbone
+        assert backbone is not None
+        visual = (backbone.image_id, backbone.video_id)
 
-    def _patches(self, frames: list[Any], size: tuple[int, int] | None = None) -> tuple[Any, tuple[int, int, int]]:
-        """One image ([image]) or video (frames of one size) as uint8 patches and their (t, h, w) grid; frames
-        are brought to ``size`` (height, width) first when they do not have it (torchvision bicubic, antialias)."""
-        torch = _torch()
-        patch, merge, temporal = self._patch, self._merge, self._temporal
-        pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])  # (T, H, W, C)
-        if pad := -len(pixels) % temporal:  # an image, or an odd frame count: repeat the last frame
-            pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (T, C, H, W), a view
-        if size is not None and tuple(x.shape[2:]) != tuple(size):
-            from torchvision.transforms import InterpolationMode
-            from torchvision.transforms.functional import resize
+        def cut(ids: list[int], n: int) -> list[int]:
+            if limit is None or len(ids) <= limit:
+                return ids
+            if any(t in visual for t in ids[limit:]):
+                item = batch[n]
+                raise InputError(
+                    f"{len(ids)} tokens with its image or video, over {self.family.title}'s limit of {limit}: "
+                    "lower max_pixels or num_frames",
+                    location=f"input {item.index}",
+                    index=item.index,
+                )
+            return ids[:limit]
 
-            x = resize(x.contiguous(), list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)
-        frames_n, channels, height, width = x.shape
-        grid = (frames_n // temporal, height // patch, width // patch)
-        x = x.reshape(grid[0], temporal, channels, grid[1] // merge, merge, patch, grid[2] // merge, merge, patch)
-        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, h-block, w-block, h-in, w-in, C, temporal, ph, pw)
-        return x.reshape(grid[0] * grid[1] * grid[2], channels * temporal * patch * patch), grid
+        return cut
 
     def _forward(self, features: dict[str, Any]) -> np.ndarray:
-        torch = _torch()
-        with torch.inference_mode():
-            mask = features["attention_mask"]
-            model_inputs = {k: v for k, v in features.items() if k != "attention_mask"}
-            if self.family.positions == "1d":
-                # These models saw plain 1-D positions for every token, visual ones included.
-                model_inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            hidden = self._model.model(**model_inputs, attention_mask=mask, use_cache=False).last_hidden_state
-            last = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last attended token, either padding side
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
-            if self.truncate_dim is not None:
-                pooled = pooled[:, : self.truncate_dim]
-            return torch.nn.functional.normalize(pooled, p=2, dim=-1).cpu().numpy()
+        torch = torch_module()
+        assert self._backbone is not None
+        pooled = self._backbone.last_hidden(features)
+        if self.truncate_dim is not None:
+            pooled = pooled[:, : self.truncate_dim]
+        return torch.nn.functional.normalize(pooled, p=2, dim=-1).cpu().numpy()
+
+
+def media_of(item: Prepared) -> list[Media]:
+    """A prepared input's media, as the backbone takes them."""
+    media = [Media("image", [item.image])] if item.image is not None else []
+    if item.frames is not None:
+        media.append(Media("video", item.frames, item.frame_size, item.timestamps))
+    return media
 
 
 def _length_sorted_batches(prepared: list[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
@@ -473,22 +380,3 @@ def _processor_caps(processor_dir: Path) -> tuple[int | None, int | None]:
             high = config.get("max_pixels", size.get("longest_edge"))
             return (int(low) if low else None), (int(high) if high else None)
     return None, None
-
-
-def _torch_dtype(torch: Any, dtype: Any) -> Any:
-    """Accept torch dtypes and their names ("bfloat16", "float32", "fp16", ...)."""
-    if dtype is None or not isinstance(dtype, str):
-        return dtype
-    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
-    name = aliases.get(dtype.lower(), dtype.lower())
-    if name not in ("bfloat16", "float16", "float32"):
-        raise ValueError(f"unsupported dtype {dtype!r}: use bfloat16, float16 or float32")
-    return getattr(torch, name)
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise require_extra("local", "torch") from exc
-    return torch
