@@ -151,6 +151,21 @@ def gme_encoder(tiny_model_dir: Path) -> VLM2VecEncoder:
     return VLM2VecEncoder(tiny_model_dir, family="gme").load()
 
 
+def test_gme_matches_its_reference_code(gme_encoder: VLM2VecEncoder):
+    """GME's card code (gme_inference.py) on transformers 4.57.3 with the PIL image processor it was written for."""
+    reference = json.loads((FIXTURES / "gme_reference_tiny.json").read_text())
+    enc = gme_encoder
+    for sample in reference["samples"]:
+        image = _picture(*sample["image"]) if sample["image"] else None
+        item = Input(text=sample["text"], image=image)
+        instruction = sample["instruction"] if sample["is_query"] else None
+        prepared = prepare(item, 0, Instruction(instruction or ""), enc.limits, enc.family)
+        assert prepared.prompt == sample["prompt"]
+        assert enc._features([prepared])["input_ids"][0].tolist() == sample["input_ids"], sample["name"]
+        vector = enc.encode([item], instruction=instruction)[0]
+        np.testing.assert_allclose(vector, sample["vector"], atol=TOL, err_msg=sample["name"])
+
+
 def test_gme_prompts():
     fake = FakeEncoder(family="gme")
     fake.encode_queries(["total revenue"], task="visdoc")
