@@ -46,3 +46,28 @@ def tiny_qwen3vl_encoder(tiny_qwen3vl_dir: Path):  # type: ignore[no-untyped-def
     from vlm2vec_core import VLM2VecEncoder
 
     return VLM2VecEncoder(tiny_qwen3vl_dir).load()
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-VL generative checkpoint with yes/no in its vocabulary (Qwen3-VL-Reranker's shape)."""
+    pytest.importorskip("torch")
+    from tinymodel import build_tiny_qwen3vl_reranker_checkpoint
+
+    return build_tiny_qwen3vl_reranker_checkpoint(tmp_path_factory.mktemp("tiny-qwen3vl-reranker"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2.5-VL generative checkpoint with its chat template (UniME-V2-Reranker's backbone)."""
+    pytest.importorskip("torch")
+    from tinymodel import build_tiny_qwen25vl_checkpoint
+
+    return build_tiny_qwen25vl_checkpoint(tmp_path_factory.mktemp("tiny-qwen25vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_reranker_dir: Path):  # type: ignore[no-untyped-def]
+    from vlm2vec_core.rerank import Reranker
+
+    return Reranker(tiny_reranker_dir).load()

@@ -89,7 +89,7 @@ QWEN2VL_2B_VISION = {
 }
 
 
-def build_tokenizer(vocab_size: int = 512) -> Any:
+def build_tokenizer(vocab_size: int = 512, extra_sentences: tuple[str, ...] = ()) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -102,7 +102,7 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(SENTENCES, trainer)
+    tok.train_from_iterator([*SENTENCES, *extra_sentences], trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|endoftext|>",
@@ -350,9 +350,9 @@ QWEN3VL_2B_VISION = {
 }
 
 
-def build_qwen3vl_tokenizer(vocab_size: int = 512) -> Any:
+def build_qwen3vl_tokenizer(vocab_size: int = 512, extra_sentences: tuple[str, ...] = ()) -> Any:
     """build_tokenizer's BPE with Qwen3-VL's special-token roles (eos <|im_end|>, pad <|endoftext|>) and template."""
-    tokenizer = build_tokenizer(vocab_size)
+    tokenizer = build_tokenizer(vocab_size, extra_sentences)
     tokenizer.add_special_tokens(
         {"eos_token": "<|im_end|>", "additional_special_tokens": QWEN3VL_ADDITIONAL_SPECIAL_TOKENS}
     )
@@ -431,4 +431,100 @@ def build_full_size_qwen3vl_checkpoint(out: Path, *, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     build_qwen3vl_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+# -- rerankers: generative checkpoints whose vocabularies hold the answer words ------------------------------------
+
+# Trained in, so that "yes", "no", "Yes" and "No" are whole tokens as in the real Qwen vocabularies.
+RERANK_SENTENCES = ("yes", "no", "Yes", "No") * 50 + (
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided.",
+    "I will provide you with a query and a candidate. Please evaluate whether the candidate meets the requirements",
+)
+
+QWEN25VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TINY_QWEN25VL_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": 64,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [1],
+    "tokens_per_second": 2,
+}
+
+
+def build_tiny_qwen3vl_reranker_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
+    """A random Qwen3-VL as Qwen3-VL-Reranker ships (a generative model, lm_head tied) with yes/no in its vocabulary."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    tokenizer = build_qwen3vl_tokenizer(extra_sentences=RERANK_SENTENCES)
+    config = build_qwen3vl_config(tokenizer, TINY_QWEN3VL_TEXT, TINY_QWEN3VL_VISION)
+    model = Qwen3VLForConditionalGeneration(config)
+    randomize(model, std, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_qwen3vl_processor(tokenizer).save_pretrained(out)
+    return out
+
+
+def build_tiny_qwen25vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
+    """A random Qwen2.5-VL (UniME-V2-Reranker's backbone) with its chat template and Yes/No in its vocabulary."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer(extra_sentences=RERANK_SENTENCES)
+    tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.chat_template = QWEN25VL_CHAT_TEMPLATE
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": True,
+        **TINY_TEXT,
+    }
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=TINY_QWEN25VL_VISION,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    randomize(model, std, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(min_pixels=3136, max_pixels=12845056),
+        chat_template=QWEN25VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out)
     return out

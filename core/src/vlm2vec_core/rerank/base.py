@@ -1,0 +1,100 @@
+"""What every reranker offers (local, remote, fake), and how candidates become inputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError
+from ..types import Input, as_input
+
+
+@runtime_checkable
+class RerankerProtocol(Protocol):
+    def score(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *,
+        instruction: str | None = None,
+        task: str | None = None,
+        errors: list[InputError] | None = None,
+    ) -> np.ndarray: ...
+
+    def rerank(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        task: str | None = None,
+        errors: list[InputError] | None = None,
+    ) -> list[tuple[int, float]]: ...
+
+
+class RerankMixin:
+    """``rerank`` and the async twins in terms of ``score``."""
+
+    def score(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *,
+        instruction: str | None = None,
+        task: str | None = None,
+        errors: list[InputError] | None = None,
+    ) -> np.ndarray:  # pragma: no cover - every reranker overrides it
+        raise NotImplementedError
+
+    def rerank(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        task: str | None = None,
+        errors: list[InputError] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(index into ``documents``, score) pairs, best first; ``top_n`` keeps the best few. With ``errors``,
+        bad documents are left out (and recorded there) and the indices still point into ``documents``."""
+        if top_n is not None and top_n < 1:
+            raise ValueError(f"top_n must be at least 1, got {top_n}")
+        found: list[InputError] = []
+        scores = self.score(
+            query, documents, instruction=instruction, task=task, errors=found if errors is not None else None
+        )
+        bad = {e.index for e in found}
+        if errors is not None:
+            errors.extend(found)
+        kept = [i for i in range(len(documents)) if i not in bad]
+        ranked = sorted(zip(kept, (float(s) for s in scores), strict=True), key=lambda pair: (-pair[1], pair[0]))
+        return ranked[:top_n] if top_n is not None else ranked
+
+    async def ascore(self, query: Any, documents: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        return await asyncio.to_thread(self.score, query, documents, **kwargs)
+
+    async def arerank(self, query: Any, documents: Sequence[Any], **kwargs: Any) -> list[tuple[int, float]]:
+        return await asyncio.to_thread(self.rerank, query, documents, **kwargs)
+
+
+def as_candidate(item: Any) -> Input:
+    """A query or a document as an Input: a str naming an existing file or a reference (``report.pdf#page=3``,
+    ``talk.mp4#t=10,20``, ``photo.png``) is that file's content, any other str is text; Items, Pages, VideoClips,
+    PIL images and Inputs as the encoder takes them."""
+    from ..documents import Item, input_for_reference, kind_of, parse_reference
+
+    if isinstance(item, Item):
+        return item.to_input()
+    if isinstance(item, str) and item and len(item) < 4096 and "\n" not in item:
+        try:
+            path, _start, _end, _page = parse_reference(item)
+        except ValueError:
+            return Input(text=item)
+        if kind_of(path) is not None and path.is_file():
+            return input_for_reference(item)
+    return as_input(item)
