@@ -3,12 +3,19 @@
 The indexer and the CLI speak only the protocol, so another store (Qdrant, Milvus, pgvector) is one class away.
 Chroma collections are created with cosine distance and no embedding function of their own (vectors always
 come from the VLM2Vec encoder; Chroma's default would download a text model).
+
+A collection records the *vector signature* of what it holds (model family, checkpoint id, dimension and
+truncation, see ``vlm2vec_core.families.vector_signature``) in its metadata when first written, and refuses
+vectors of another family, dimension or truncation afterwards: they would share the dimension at best, never
+the space. ``check_collection`` does this on any chromadb collection; the CLI, the Chroma embedding function
+and both framework adapters go through it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,11 +24,26 @@ import numpy as np
 
 from .errors import require_extra
 
+log = logging.getLogger(__name__)
+
 FILES_SUFFIX = "__files"
+SIGNATURE_PREFIX = "vlm2vec:"  # collection metadata keys: vlm2vec:family, vlm2vec:model, vlm2vec:dim, ...
+SIGNATURE_FIELDS = ("family", "model", "dim", "truncate_dim")
+_warned: set[tuple[str, str, str]] = set()
 
 
-class DimensionMismatch(ValueError):
-    """The collection was built with a model whose vectors have another size."""
+class IndexMismatch(ValueError):
+    """The collection holds vectors of another model than this encoder makes (another dimension, model family
+    or truncation). ``held`` and ``made`` are the two vector signatures (``held`` is None for a collection
+    that predates signatures, of which only the dimension is known)."""
+
+    def __init__(self, message: str, *, held: Mapping[str, Any] | None = None, made: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.held = dict(held) if held is not None else None
+        self.made = dict(made)
+
+
+DimensionMismatch = IndexMismatch  # its name before stores recorded more than the dimension
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,8 @@ class FileRecord:
 
 class VectorStore(Protocol):
     def check_dim(self, dim: int) -> None: ...
+    def check_signature(self, signature: Mapping[str, Any]) -> None: ...
+    def signature(self) -> dict[str, Any] | None: ...
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None: ...
     def existing(self, ids: Sequence[str]) -> set[str]: ...
     def query(self, vector: np.ndarray, k: int, kinds: Iterable[str] | None = None) -> list[Hit]: ...
@@ -126,13 +150,18 @@ class ChromaStore:
         """Refuse vectors of another size than the collection holds (an index built with another model)."""
         if self.items.count() == 0:
             return
-        sample = self.items.get(limit=1, include=["embeddings"])["embeddings"]
-        stored = len(sample[0]) if sample is not None and len(sample) else dim
-        if stored != dim:
-            raise DimensionMismatch(
-                f"collection {self.name!r} holds {stored}-dimensional vectors but this model makes {dim}: it was "
-                "built with another model; use that model, or another --collection or --db"
-            )
+        stored = _stored_dim(self.items)
+        if stored is not None and stored != dim:
+            raise IndexMismatch(_dim_message(self.name, stored, None, {"dim": dim}), made={"dim": dim})
+
+    def check_signature(self, signature: Mapping[str, Any]) -> None:
+        """Record the vectors' signature in an empty collection, or refuse one that holds another model's
+        vectors (``IndexMismatch``); see :func:`check_collection`."""
+        check_collection(self.items, signature, name=self.name)
+
+    def signature(self) -> dict[str, Any] | None:
+        """What the collection holds, as recorded when it was first written (None: nothing recorded)."""
+        return read_signature(self.items.metadata)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         if ids:
@@ -194,6 +223,134 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self.items.count())
+
+
+def read_signature(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The vector signature recorded in a collection's metadata, or None."""
+    meta = metadata or {}
+    if SIGNATURE_PREFIX + "family" not in meta:
+        return None
+    return {
+        "family": str(meta[SIGNATURE_PREFIX + "family"]),
+        "model": str(meta.get(SIGNATURE_PREFIX + "model") or ""),
+        "dim": int(meta.get(SIGNATURE_PREFIX + "dim") or 0),
+        "truncate_dim": int(meta.get(SIGNATURE_PREFIX + "truncate_dim") or 0),
+    }
+
+
+def is_chroma_collection(obj: Any) -> bool:
+    """Whether ``obj`` is a chromadb collection (for the adapters, whose stores may hold one)."""
+    return type(obj).__module__.startswith("chromadb.") and hasattr(obj, "modify")
+
+
+def check_collection(collection: Any, signature: Mapping[str, Any] | Any, *, name: str | None = None) -> None:
+    """Record or check the vector signature of a chromadb ``collection``.
+
+    ``signature`` is a ``vector_signature`` dict, or an encoder to take it from. An empty collection takes it
+    (recorded in its metadata, next to what is there); a collection recorded with the same family, dimension
+    and truncation is fine (another checkpoint id of them only logs a warning: a local copy and the Hub id of
+    one model are common); anything else raises ``IndexMismatch`` saying what the collection holds, what the
+    encoder makes and what to do. A collection filled before signatures existed is checked on its vectors'
+    dimension, then takes the signature.
+    """
+    made = _as_signature(signature)
+    name = name or str(getattr(collection, "name", "?"))
+    held = read_signature(collection.metadata)
+    if collection.count() == 0:
+        if held != made:
+            _record(collection, made)
+        return
+    if held is None:
+        stored = _stored_dim(collection)
+        if stored is not None and stored != made["dim"]:
+            raise IndexMismatch(_dim_message(name, stored, None, made), made=made)
+        log.info("collection %r: recording what it holds (%s)", name, _describe(made))
+        _record(collection, made)
+        return
+    compare_signatures(held, made, name=name)
+
+
+def compare_signatures(held: Mapping[str, Any], made: Mapping[str, Any], *, name: str) -> None:
+    """Raise ``IndexMismatch`` when vectors of ``made`` cannot join a collection of ``held``; warn when only
+    the checkpoint ids differ."""
+    if held["family"] != made["family"]:
+        raise IndexMismatch(
+            f"collection {name!r} holds {_describe(held)} but this model makes {_describe(made)}: vectors of two "
+            f"model families do not mix; {_advice(held)}",
+            held=held,
+            made=made,
+        )
+    if held["truncate_dim"] != made["truncate_dim"]:
+        raise IndexMismatch(
+            f"collection {name!r} holds {_describe(held)} but this model makes {_describe(made)}: vectors "
+            f"truncated to another size do not mix; {_advice(held)}",
+            held=held,
+            made=made,
+        )
+    if held["dim"] != made["dim"]:
+        raise IndexMismatch(_dim_message(name, held["dim"], held, made), held=held, made=made)
+    key = (name, str(held["model"]), str(made["model"]))
+    if held["model"] and made["model"] and held["model"] != made["model"] and key not in _warned:
+        _warned.add(key)
+        log.warning(
+            "collection %r was built with %s, this encoder is %s: same family, dimension and truncation, so the "
+            "vectors are taken to be of the same model (a local copy of it and its Hub id, say); if they are "
+            "not, use another collection",
+            name,
+            held["model"],
+            made["model"],
+        )
+
+
+def _as_signature(signature: Mapping[str, Any] | Any) -> dict[str, Any]:
+    if isinstance(signature, Mapping):
+        return {field: signature.get(field, 0 if field != "model" else "") for field in SIGNATURE_FIELDS}
+    from .families import vector_signature
+
+    return vector_signature(signature)
+
+
+def _record(collection: Any, signature: Mapping[str, Any]) -> None:
+    # modify() replaces the whole metadata: keep what is there (but the hnsw: keys, which it refuses; the
+    # distance lives in the collection's configuration anyway).
+    kept = {k: v for k, v in (collection.metadata or {}).items() if not str(k).startswith("hnsw:")}
+    collection.modify(metadata={**kept, **{SIGNATURE_PREFIX + k: signature[k] for k in SIGNATURE_FIELDS}})
+
+
+def _stored_dim(collection: Any) -> int | None:
+    sample = collection.get(limit=1, include=["embeddings"])["embeddings"]
+    return len(sample[0]) if sample is not None and len(sample) else None
+
+
+def _title(family: str) -> str:
+    from .families import FAMILIES
+
+    profile = FAMILIES.get(family)
+    return profile.title if profile is not None else family
+
+
+def _describe(sig: Mapping[str, Any]) -> str:
+    """``VLM2Vec-V2 vectors of VLM2Vec/VLM2Vec-V2.0 (1536-d)``, ``... (truncated to 1024-d)``."""
+    model = f" of {sig['model']}" if sig.get("model") else ""
+    size = f"truncated to {sig['dim']}-d" if sig.get("truncate_dim") else f"{sig['dim']}-d"
+    return f"{_title(str(sig['family']))} vectors{model} ({size})"
+
+
+def _advice(held: Mapping[str, Any]) -> str:
+    flags = [f"--model {held['model']}"] if held.get("model") else []
+    flags.append(f"--family {held['family']}")
+    if held.get("truncate_dim"):
+        flags.append(f"--truncate-dim {held['truncate_dim']}")
+    return f"use that model ({' '.join(flags)}), or another --collection or --db"
+
+
+def _dim_message(name: str, stored: int, held: Mapping[str, Any] | None, made: Mapping[str, Any]) -> str:
+    which = f" ({_describe(held)}, not {_describe(made)})" if held is not None and "family" in made else ""
+    advice = _advice(held) if held is not None else "use that model, or another --collection or --db"
+    return (
+        f"collection {name!r} holds {stored}-dimensional vectors but this model makes {made['dim']}: it was built "
+        f"with another model{which}; {advice}"
+    )
 
 
 def _ledger_id(source: str, digest: str) -> str:
