@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -106,6 +106,21 @@ def input_for_metadata(metadata: dict[str, Any]) -> Input:
     if not reference:
         raise ValueError("metadata has no 'reference' (was it written by vlm2vec's loaders?)")
     return input_for_reference(str(reference))
+
+
+def clip_sampler(encoder: Any, num_frames: int | None = None) -> Callable[[int], list[int]] | None:
+    """How clips pick their frames for ``encoder`` (or a family profile): its family's sampler over
+    ``num_frames`` (default: the encoder's frame count, i.e. the family's unless overridden), e.g. GME's middle
+    frame; None without a family (then the loaders use VLM2Vec's two-stage sampling)."""
+    from .families import Profile
+
+    family = encoder if isinstance(encoder, Profile) else getattr(encoder, "family", None)
+    if not isinstance(family, Profile):
+        return None
+    if num_frames is None:
+        own = getattr(getattr(encoder, "limits", None), "num_frames", None)
+        num_frames = own if isinstance(own, int) else family.num_frames
+    return family.sampler(num_frames)
 
 
 def default_cache_dir() -> Path:
@@ -212,11 +227,13 @@ def iter_items(
     password: str | None = None,
     errors: list[InputError] | None = None,
     digest: str | None = None,
+    sampler: Callable[[int], list[int]] | None = None,
 ) -> Iterator[Item]:
     """Stream a file as items: a PDF's pages, a video's clips, or an image; page images and clip thumbnails
     are written once to ``cache_dir`` (content-addressed). Bad files and pages raise InputError, or, with an
     ``errors`` list, are recorded there while the rest goes on. ``digest``: the file's ``file_digest`` when the
-    caller has it already (the file is then not read twice)."""
+    caller has it already (the file is then not read twice). ``sampler`` (frame count -> indices) picks each
+    clip's frames instead of ``num_frames`` by VLM2Vec's rule: a model family's, see :func:`clip_sampler`."""
     from .pdf import pdf_pages
     from .video import video_clips
 
@@ -248,7 +265,12 @@ def iter_items(
             )
     elif kind == "video":
         clips = video_clips(
-            source, clip_seconds=clip_seconds, stride_seconds=stride_seconds, num_frames=num_frames, errors=errors
+            source,
+            clip_seconds=clip_seconds,
+            stride_seconds=stride_seconds,
+            num_frames=num_frames,
+            errors=errors,
+            sampler=sampler,
         )
         for clip in clips:
             span = f"t{clip.start:.3f}-{clip.end:.3f}"

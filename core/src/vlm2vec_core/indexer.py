@@ -4,6 +4,11 @@ Ids come from content hash + page or clip, so runs are idempotent: a second run 
 whole (the store keeps a ledger of them), a run killed at any moment and started again stores every item
 exactly once (items already stored are not embedded again), and ``prune`` drops entries of files that are
 gone or changed.
+
+What follows the encoder's model family (``encoder.family``): the task preset each kind of item is embedded
+and searched with (``family.task_for_kind``), the kinds it takes at all (UniME-V2 takes no video: videos are
+reported, not embedded), and how clips sample their frames (``family.sampler``). The store records the
+vectors' signature and refuses another family's, dimension's or truncation's.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -19,15 +24,35 @@ from typing import Any
 
 import numpy as np
 
-from .documents import Item, default_cache_dir, file_digest, iter_items, kind_of, walk
+from .documents import Item, clip_sampler, default_cache_dir, file_digest, iter_items, kind_of, walk
 from .errors import InputError
 from .protocol import Encoder, encode_by_task
 from .store import FileRecord, Hit, VectorStore
 
 log = logging.getLogger(__name__)
 
+# The task of each kind for an encoder without a family (VLM2Vec-V2's); see task_for_kind.
 TASK_FOR_KIND = {"page": "visdoc", "clip": "moment", "image": "image"}
 KINDS = tuple(TASK_FOR_KIND)
+ITEM_KIND = {"pdf": "page", "video": "clip", "image": "image"}  # file kind -> the kind of its items
+_WHAT = {"pdf": "PDF pages", "video": "video", "image": "images"}
+
+
+def task_for_kind(encoder: Any) -> Mapping[str, str]:
+    """Item kind -> task preset for ``encoder``: its family's (``family.task_for_kind``; a kind missing there is
+    one the family does not take), else VLM2Vec-V2's."""
+    family = getattr(encoder, "family", None)
+    return family.task_for_kind if family is not None else TASK_FOR_KIND
+
+
+def check_store(encoder: Any, store: VectorStore) -> None:
+    """Record the encoder's vector signature in ``store``, or refuse a store of another model's vectors."""
+    from .families import vector_signature
+
+    if hasattr(store, "check_signature"):
+        store.check_signature(vector_signature(encoder))
+    else:  # a store that knows only dimensions
+        store.check_dim(encoder.dim)
 
 
 @dataclass
@@ -68,16 +93,19 @@ def index_paths(
     """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal."""
     started = time.perf_counter()
     report = IndexReport()
-    store.check_dim(encoder.dim)
+    check_store(encoder, store)
+    tasks = task_for_kind(encoder)
+    sampler = clip_sampler(encoder)
     roots = [Path(p) for p in paths]
     known: dict[str, set[str]] = {}
     for record in store.files():
         known.setdefault(record.source, set()).add(record.digest)
     seen: dict[str, str] = {}
-    files: list[tuple[str, str]] = []
+    files: list[tuple[str, str, str]] = []
     for path in walk(roots):
         source = str(path.resolve())
-        if kind_of(path) is None:
+        file_kind = kind_of(path)
+        if file_kind is None:
             report.errors.append(InputError("not a PDF, video or image (by its suffix)", source=path))
             continue
         try:
@@ -86,16 +114,20 @@ def index_paths(
             report.errors.append(err)
             continue
         seen[source] = digest
-        files.append((source, digest))
+        files.append((source, digest, file_kind))
     if prune:  # first: pruning may un-record a live copy of a gone file, which is then indexed again below
         report.pruned = _prune(store, roots, seen)
         known = {}
         for record in store.files():
             known.setdefault(record.source, set()).add(record.digest)
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
-    for source, digest in files:
+    for source, digest, what in files:
         if digest in known.get(source, set()):
             report.files_unchanged += 1
+            continue
+        if ITEM_KIND[what] not in tasks:  # e.g. a video for UniME-V2
+            title = getattr(getattr(encoder, "family", None), "title", "this model")
+            report.errors.append(InputError(f"{title} takes no {_WHAT[what]}", source=source))
             continue
         stored = _index_file(
             Path(source),
@@ -104,6 +136,8 @@ def index_paths(
             encoder,
             store,
             report,
+            tasks=tasks,
+            sampler=sampler,
             cache_dir=cache,
             dpi=dpi,
             clip_seconds=clip_seconds,
@@ -126,6 +160,8 @@ def _index_file(
     store: VectorStore,
     report: IndexReport,
     *,
+    tasks: Mapping[str, str],
+    sampler: Any,
     cache_dir: str | Path | None,
     dpi: float,
     clip_seconds: float,
@@ -136,7 +172,15 @@ def _index_file(
     """Embed and store one file's items chunk by chunk; the number stored, or None when the file failed."""
     started = time.perf_counter()
     errors: list[InputError] = []
-    items = iter_items(path, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, errors=errors, digest=digest)
+    items = iter_items(
+        path,
+        cache_dir=cache_dir,
+        dpi=dpi,
+        clip_seconds=clip_seconds,
+        errors=errors,
+        digest=digest,
+        sampler=sampler,
+    )
     total = 0
     for chunk in _chunks(items, chunk_size):
         present = store.existing([item.id for item in chunk])
@@ -146,7 +190,7 @@ def _index_file(
         vectors = encode_by_task(
             encoder,
             [i.to_input() for i in fresh],
-            [TASK_FOR_KIND[i.kind] for i in fresh],
+            [tasks[i.kind] for i in fresh],
             batch_size=batch_size,
             errors=bad,
         )
@@ -193,14 +237,18 @@ def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str]) -> int:
 def search(
     query: str, encoder: Encoder, store: VectorStore, *, k: int = 5, kinds: Sequence[str] | None = None
 ) -> list[Hit]:
-    """The best ``k`` items for a text query; each kind is searched with its own task's query preset."""
-    store.check_dim(encoder.dim)
+    """The best ``k`` items for a text query; each kind is searched with its own task's query preset (the
+    family's), and kinds the family does not take (UniME-V2: clips) are skipped: the store holds none."""
+    check_store(encoder, store)
+    tasks = task_for_kind(encoder)
     wanted = list(kinds or KINDS)
     for kind in wanted:
-        if kind not in TASK_FOR_KIND:
+        if kind not in KINDS:
             raise ValueError(f"unknown type {kind!r}: use {', '.join(KINDS)}")
     hits: list[Hit] = []
     for kind in wanted:
-        vector = encoder.encode_queries([query], task=TASK_FOR_KIND[kind])[0]
+        if kind not in tasks:  # the family takes no such items, so the store holds none
+            continue
+        vector = encoder.encode_queries([query], task=tasks[kind])[0]
         hits.extend(store.query(np.asarray(vector), k, kinds=[kind]))
     return sorted(hits, key=lambda h: h.score, reverse=True)[:k]
