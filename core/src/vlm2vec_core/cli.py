@@ -10,11 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .store import DimensionMismatch
+from .families import FAMILIES, UnknownFamilyError
+from .loading import DEFAULT_MODEL
+from .store import IndexMismatch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlm2vec", description="VLM2Vec-V2 embeddings for documents and video")
+    parser = argparse.ArgumentParser(
+        prog="vlm2vec",
+        description="multimodal embeddings (VLM2Vec, UniME-V2, GME, Qwen3-VL-Embedding) for documents and video",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -49,13 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
 
     serve = commands.add_parser("serve", help="serve the encoder over HTTP (vLLM-compatible /v1/embeddings)")
-    serve.add_argument("--model", default="VLM2Vec/VLM2Vec-V2.0", help="Hub id or local directory")
+    serve.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or local directory (default {DEFAULT_MODEL})")
     serve.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
     serve.add_argument("--served-model-name", default=None, help="the model id clients see (default: --model)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--device", default=None)
-    serve.add_argument("--dtype", default=None, help="bfloat16, float16 or float32")
+    _model_options(serve)
     serve.add_argument("--api-key-file", default=None, help="file with one API key per line ($VLM2VEC_API_KEYS too)")
     serve.add_argument("--max-batch-size", type=int, default=16)
     serve.add_argument("--max-wait-ms", type=float, default=10.0)
@@ -74,11 +79,37 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
 
 def _encoder_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", default="VLM2Vec/VLM2Vec-V2.0", help="Hub id or local directory")
+    which.add_argument(
+        "--model",
+        default=None,
+        help=f"Hub id or local directory (default: the model the index was built with, else {DEFAULT_MODEL})",
+    )
     which.add_argument("--remote", default=None, help="a `vlm2vec serve` (or vLLM) URL instead of a local model")
     parser.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
     parser.add_argument("--api-key", default=None, help="for --remote (default $VLM2VEC_API_KEY)")
     parser.add_argument("--device", default=None)
+    _model_options(parser)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--family",
+        choices=list(FAMILIES),
+        default=None,
+        help="the model family (default: detected from the checkpoint, or the index's)",
+    )
+    parser.add_argument(
+        "--truncate-dim",
+        type=_positive_int,
+        default=None,
+        help="keep this many dimensions of a Matryoshka model's vectors (one of its family's sizes)",
+    )
+    parser.add_argument(
+        "--max-pixels", type=_positive_int, default=None, help="pixel cap per image or frame (default: the family's)"
+    )
+    parser.add_argument(
+        "--dtype", choices=["bfloat16", "float16", "float32"], default=None, help="default: bf16 on CUDA, else fp32"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -97,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask}
     try:
         return commands[args.command](args)
-    except (_Stop, DimensionMismatch) as stop:
+    except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 2
 
@@ -107,25 +138,86 @@ class _Stop(Exception):
 
 
 def _encoder(args: argparse.Namespace) -> Any:
+    """The encoder the options name (the weights load on first use)."""
     if args.remote:
         from .remote import RemoteEncoder
 
-        return RemoteEncoder(args.remote, api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"))
-    from .loading import ModelNotFoundError
+        return RemoteEncoder(
+            args.remote,
+            api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"),
+            family=args.family,
+            truncate_dim=args.truncate_dim,
+            max_pixels=args.max_pixels,
+        )
     from .local import VLM2VecEncoder
 
-    encoder = VLM2VecEncoder(args.model, base_model=args.base_model, device=args.device)
+    return VLM2VecEncoder(
+        args.model or DEFAULT_MODEL,
+        family=args.family,
+        truncate_dim=args.truncate_dim,
+        max_pixels=args.max_pixels,
+        dtype=args.dtype,
+        base_model=args.base_model,
+        device=args.device,
+    )
+
+
+def _follow_index(args: argparse.Namespace, recorded: dict[str, Any] | None) -> None:
+    """Without ``--model``, use the model the index was built with (its family and truncation too, unless
+    given); with the index's own model, its family and truncation."""
+    if args.remote or not recorded or not recorded.get("model"):
+        return
+    if args.model is None:
+        args.model = recorded["model"]
+    if args.model == recorded["model"]:
+        if args.family is None:
+            args.family = recorded["family"]
+        if args.truncate_dim is None and recorded.get("truncate_dim"):
+            args.truncate_dim = recorded["truncate_dim"]
+
+
+def _signed_encoder(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The encoder and the signature of its vectors (its checkpoint and family found, its dimension read)."""
+    from .families import vector_signature
+    from .loading import ModelNotFoundError
+
+    encoder = _encoder(args)
     try:
-        encoder.load()
-    except ModelNotFoundError as exc:
+        return encoder, vector_signature(encoder)
+    except (ModelNotFoundError, ValueError) as exc:  # no weights; UnknownFamilyError; a truncate_dim not offered
         raise _Stop(str(exc)) from exc
-    return encoder
+
+
+def _checked_encoder(args: argparse.Namespace, store: Any | None) -> tuple[Any, Any]:
+    """The encoder and the store (opened now when ``store`` is None), once the store said it holds (or now
+    records) vectors of this model; says once which licence the model is under when it is not an open one."""
+    encoder, signature = _signed_encoder(args)
+    store = store if store is not None else _store(args)
+    store.check_signature(signature)
+    _licence_note(encoder)
+    return encoder, store
+
+
+def _licence_note(encoder: Any) -> None:
+    family = getattr(encoder, "family", None)
+    if family is not None and not family.open_licence:
+        name = getattr(encoder, "model_name", None) or family.title
+        note = f"note: {name} ({family.title}) is under the licence {family.licence}; check that it allows your use"
+        print(note, file=sys.stderr)
 
 
 def _store(args: argparse.Namespace) -> Any:
     from .store import ChromaStore
 
     return ChromaStore.open(db=None if args.chroma_url else args.db, url=args.chroma_url, collection=args.collection)
+
+
+def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
+    """The store when there is one already (no db folder is created here) and the signature it records."""
+    if not args.chroma_url and not args.db.exists():
+        return None, None
+    store = _store(args)
+    return store, store.signature()
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -136,21 +228,28 @@ def _index(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise _Stop(f"no such file or folder: {', '.join(missing)}")
-    encoder, store = _encoder(args), _store(args)
+    store, recorded = _recorded(args)
+    _follow_index(args, recorded)
+    encoder, store = _checked_encoder(args, store)
+    library_log = logging.getLogger("vlm2vec_core")
+    level = library_log.level
     if not args.verbose:  # bad files are listed once, at the end, not also as they are met
-        logging.getLogger("vlm2vec_core").setLevel(logging.ERROR)
-    with tqdm(unit=" items", desc="indexing", disable=None) as bar:
-        report = index_paths(
-            args.paths,
-            encoder,
-            store,
-            cache_dir=args.cache_dir,
-            dpi=args.dpi,
-            clip_seconds=args.clip_seconds,
-            batch_size=args.batch_size,
-            prune=args.prune,
-            progress=bar,
-        )
+        library_log.setLevel(logging.ERROR)
+    try:
+        with tqdm(unit=" items", desc="indexing", disable=None) as bar:
+            report = index_paths(
+                args.paths,
+                encoder,
+                store,
+                cache_dir=args.cache_dir,
+                dpi=args.dpi,
+                clip_seconds=args.clip_seconds,
+                batch_size=args.batch_size,
+                prune=args.prune,
+                progress=bar,
+            )
+    finally:
+        library_log.setLevel(level)
     print(report.summary())
     if report.errors:
         print(f"{len(report.errors)} problem(s):", file=sys.stderr)
@@ -162,12 +261,14 @@ def _index(args: argparse.Namespace) -> int:
 def _hits(args: argparse.Namespace, query: str) -> list[Any]:
     from .indexer import search
 
-    if not args.chroma_url and not args.db.exists():
+    store, recorded = _recorded(args)
+    if store is None:
         raise _Stop(f"no index at {args.db}: run `vlm2vec index PATH --db {args.db}` first")
-    store = _store(args)
     if store.count() == 0:
         raise _Stop(f"the collection {args.collection!r} is empty: run `vlm2vec index PATH` first")
-    return search(query, _encoder(args), store, k=args.k, kinds=args.types)
+    _follow_index(args, recorded)
+    encoder, store = _checked_encoder(args, store)
+    return search(query, encoder, store, k=args.k, kinds=args.types)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -233,7 +334,15 @@ def _serve(args: argparse.Namespace) -> int:
     from .local import VLM2VecEncoder
     from .server import ServerConfig, api_keys_from, serve
 
-    encoder = VLM2VecEncoder(args.model, base_model=args.base_model, device=args.device, dtype=args.dtype)
+    encoder = VLM2VecEncoder(
+        args.model,
+        family=args.family,
+        truncate_dim=args.truncate_dim,
+        max_pixels=args.max_pixels,
+        dtype=args.dtype,
+        base_model=args.base_model,
+        device=args.device,
+    )
     config = ServerConfig(
         model_name=args.served_model_name or args.model,
         api_keys=api_keys_from(key_file=args.api_key_file),
@@ -244,10 +353,13 @@ def _serve(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
     )
     try:
-        encoder.checkpoint  # noqa: B018 - find the weights before binding the port
-    except ModelNotFoundError as exc:
+        encoder.checkpoint  # noqa: B018 - find the weights, the family and the dimension before binding the port
+        encoder.family  # noqa: B018
+        encoder.dim  # noqa: B018
+    except (ModelNotFoundError, ValueError) as exc:  # UnknownFamilyError, a truncate_dim the family lacks, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _licence_note(encoder)
     serve(encoder, config, host=args.host, port=args.port)
     return 0
 
