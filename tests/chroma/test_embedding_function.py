@@ -12,7 +12,7 @@ import mediafixtures
 
 chromadb = pytest.importorskip("chromadb")
 
-from vlm2vec_core import Input, VLM2VecEncoder, video_clips  # noqa: E402
+from vlm2vec_core import FakeEncoder, Input, VLM2VecEncoder, video_clips  # noqa: E402
 from vlm2vec_core.embedding_function import VLM2VecEmbeddingFunction  # noqa: E402
 
 
@@ -51,3 +51,32 @@ def test_in_a_real_chroma_collection(tiny_model_dir: Path, tiny_encoder: VLM2Vec
     rebuilt = again.configuration["embedding_function"]
     assert isinstance(rebuilt, VLM2VecEmbeddingFunction)
     assert rebuilt.get_config()["model"] == str(tiny_model_dir) and rebuilt.task == "visdoc"
+
+
+def test_family_and_truncation_are_in_the_config_and_reach_the_encoder(tmp_path: Path):
+    ef = VLM2VecEmbeddingFunction("Qwen/Qwen3-VL-Embedding-2B", family="qwen3-vl-embedding", truncate_dim=1024)
+    config = ef.get_config()
+    assert (config["family"], config["truncate_dim"]) == ("qwen3-vl-embedding", 1024)
+    rebuilt = VLM2VecEmbeddingFunction.build_from_config(config)
+    assert (rebuilt.family, rebuilt.truncate_dim) == ("qwen3-vl-embedding", 1024)
+    encoder = rebuilt.encoder  # built, not loaded
+    assert (encoder.family.name, encoder.truncate_dim) == ("qwen3-vl-embedding", 1024)
+    injected = VLM2VecEmbeddingFunction(encoder=FakeEncoder(16, family="gme", truncate_dim=8))
+    assert (injected.get_config()["family"], injected.get_config()["truncate_dim"]) == ("gme", 8)
+    with pytest.raises(ValueError, match="not with encoder="):
+        VLM2VecEmbeddingFunction(encoder=FakeEncoder(), family="gme")
+
+
+def test_a_collection_records_the_model_and_refuses_another_family(tmp_path: Path):
+    from vlm2vec_core.store import IndexMismatch
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    ef = VLM2VecEmbeddingFunction(encoder=FakeEncoder(32, model_name="VLM2Vec/VLM2Vec-V2.0"))
+    col = client.create_collection("docs", embedding_function=ef, configuration={"hnsw": {"space": "cosine"}})
+    ef.check_collection(col)
+    col.add(ids=["t1"], documents=["quarterly revenue table"])
+    assert ef.signature() == {"family": "vlm2vec-v2", "model": "VLM2Vec/VLM2Vec-V2.0", "dim": 32, "truncate_dim": 0}
+    ef.check_collection(client.get_collection("docs"))  # the same model: fine
+    gme = VLM2VecEmbeddingFunction(encoder=FakeEncoder(32, family="gme", model_name="gme-2b"))
+    with pytest.raises(IndexMismatch, match=r"holds VLM2Vec-V2 vectors .* but this model makes GME \(Qwen2-VL\)"):
+        gme.check_collection(client.get_collection("docs", embedding_function=gme))

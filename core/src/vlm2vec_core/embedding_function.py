@@ -3,6 +3,10 @@
 For people who use Chroma directly: texts, images (Chroma's numpy arrays, e.g. from ``uris`` with an
 ``ImageLoader``) and clips by reference (a string ``"talk.mp4#t=10,20"`` naming an existing video) are embedded
 as documents by ``__call__`` and as queries by ``embed_query``, with the same vectors as the CLI and the adapters.
+
+Chroma gives an embedding function no hook on the collection it serves: call ``ef.check_collection(col)``
+once after opening a collection to record what it holds (model family, checkpoint, dimension, truncation) or
+to refuse one filled by another model, as the CLI and the adapters do.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
     """``VLM2VecEmbeddingFunction(model=...)``, ``(remote="http://gpu:8000")`` or ``(encoder=shared_encoder)``.
 
     ``task`` picks the preset for texts and images (``visdoc`` by default), ``clip_task`` the one for clips
-    (``moment``); documents use the preset's document side, ``embed_query`` its query side.
+    (``moment``); documents use the preset's document side, ``embed_query`` its query side. ``family`` and
+    ``truncate_dim`` go to the encoder built from ``model`` or ``remote`` (default: the family detected from
+    the checkpoint, full-size vectors); both are kept in the collection's config.
     """
 
     def __init__(
@@ -41,9 +47,15 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
         task: str = "visdoc",
         clip_task: str = "moment",
         device: str | None = None,
+        family: str | None = None,
+        truncate_dim: int | None = None,
     ) -> None:
+        if encoder is not None and (family is not None or truncate_dim is not None):
+            raise ValueError("family= and truncate_dim= are for the encoder built here; not with encoder=")
         self.model = model
         self.remote = remote
+        self.family = family
+        self.truncate_dim = truncate_dim
         self.api_key_env = api_key_env
         self.task = task
         self.clip_task = clip_task
@@ -58,12 +70,29 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
                 from .remote import RemoteEncoder
 
-                self._encoder = RemoteEncoder(self.remote, api_key=os.environ.get(self.api_key_env))
+                self._encoder = RemoteEncoder(self.remote, api_key=os.environ.get(self.api_key_env), **self._options())
             else:
                 from .local import VLM2VecEncoder
 
-                self._encoder = VLM2VecEncoder(self.model, device=self.device)
+                self._encoder = VLM2VecEncoder(self.model, device=self.device, **self._options())
         return self._encoder
+
+    def _options(self) -> dict[str, Any]:
+        given = {"family": self.family, "truncate_dim": self.truncate_dim}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def signature(self) -> dict[str, Any]:
+        """What the vectors are: ``{"family", "model", "dim", "truncate_dim"}`` (finds the checkpoint)."""
+        from .families import vector_signature
+
+        return vector_signature(self.encoder)
+
+    def check_collection(self, collection: Any) -> None:
+        """Record this model's vector signature in an empty ``collection``, or raise ``IndexMismatch`` when it
+        holds another family's, dimension's or truncation's vectors (see ``vlm2vec_core.store``)."""
+        from .store import check_collection
+
+        check_collection(collection, self.signature())
 
     def __call__(self, input: Embeddable) -> Embeddings:
         return self._embed(input, "document")
@@ -117,6 +146,9 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
             "api_key_env": self.api_key_env,
             "task": self.task,
             "clip_task": self.clip_task,
+            # an injected encoder's own family and truncation, so that the rebuilt function makes its vectors
+            "family": self.family or _attr(self._encoder, "family", "name"),
+            "truncate_dim": self.truncate_dim or _attr(self._encoder, "truncate_dim"),
         }
 
     @staticmethod
@@ -127,4 +159,12 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
             api_key_env=config.get("api_key_env", "VLM2VEC_API_KEY"),
             task=config.get("task", "visdoc"),
             clip_task=config.get("clip_task", "moment"),
+            family=config.get("family"),
+            truncate_dim=config.get("truncate_dim"),
         )
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for name in names:
+        obj = getattr(obj, name, None)
+    return obj
