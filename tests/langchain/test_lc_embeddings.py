@@ -28,6 +28,7 @@ def test_all_is_pinned() -> None:
         "__version__",
         "aadd_media_documents",
         "add_media_documents",
+        "check_vectorstore",
     ]
 
 

@@ -4,7 +4,7 @@ from langchain_vlm2vec.document_loaders import VLM2VecPDFLoader, VLM2VecVideoLoa
 from langchain_vlm2vec.embeddings import VLM2VecEmbeddings
 from langchain_vlm2vec.retrievers import VLM2VecRetriever
 from langchain_vlm2vec.tools import VLM2VecSearchInput, VLM2VecSearchTool
-from langchain_vlm2vec.vectorstores import aadd_media_documents, add_media_documents
+from langchain_vlm2vec.vectorstores import aadd_media_documents, add_media_documents, check_vectorstore
 
 __version__ = "0.1.0"
 
@@ -18,4 +18,5 @@ __all__ = [
     "__version__",
     "aadd_media_documents",
     "add_media_documents",
+    "check_vectorstore",
 ]

@@ -10,8 +10,8 @@ from typing import Any
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
-from vlm2vec_core import InputError, Item, iter_items, walk
-from vlm2vec_core.documents import kind_of
+from vlm2vec_core import Encoder, InputError, Item, iter_items, walk
+from vlm2vec_core.documents import clip_sampler, kind_of
 from vlm2vec_core.errors import report
 
 PathArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -55,8 +55,11 @@ class _MediaLoader(BaseLoader):
             else:
                 files = [Path(raw)]
             for path in files:
-                for item in iter_items(path, errors=errors, **self.options):
+                for item in iter_items(path, errors=errors, **self._item_options()):
                     yield item_to_document(item)
+
+    def _item_options(self) -> dict[str, Any]:
+        return self.options
 
 
 _NAMES = {"pdf": "PDF", "video": "video"}
@@ -89,7 +92,9 @@ class VLM2VecVideoLoader(_MediaLoader):
 
     Metadata: ``id`` (content hash + span), ``source``, ``start_seconds``, ``end_seconds``, ``clip_index``,
     ``image_path`` (a cached thumbnail: the clip's middle frame), ``reference`` (``"talk.mp4#t=10,20"``: the
-    embeddings read ``num_frames`` frames over that span from it).
+    embeddings read the clip's frames over that span from it). With ``encoder`` (e.g. ``embeddings.encoder``)
+    clips pick their frames as its model family does (GME: the middle one), ``num_frames`` of them (default:
+    the family's; 8 without an encoder).
     """
 
     _kind = "video"
@@ -100,15 +105,23 @@ class VLM2VecVideoLoader(_MediaLoader):
         *,
         clip_seconds: float = 10.0,
         stride_seconds: float | None = None,
-        num_frames: int = 8,
+        num_frames: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         skip_errors: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         super().__init__(
             file_path,
             skip_errors=skip_errors,
             clip_seconds=clip_seconds,
             stride_seconds=stride_seconds,
-            num_frames=num_frames,
+            num_frames=num_frames or 8,
             cache_dir=cache_dir,
         )
+        self.encoder = encoder
+        self._num_frames = num_frames
+
+    def _item_options(self) -> dict[str, Any]:
+        if self.encoder is None:
+            return self.options
+        return {**self.options, "sampler": clip_sampler(self.encoder, self._num_frames)}

@@ -26,10 +26,12 @@ _PRECOMPUTED: ContextVar[deque[tuple[str, list[float]]] | None] = ContextVar("vl
 
 
 class VLM2VecEmbeddings(Embeddings):
-    """VLM2Vec-V2 embeddings for text, images, PDF pages and video clips, in one vector space.
+    """Multimodal embeddings (VLM2Vec-V2 by default, or any family of vlm2vec-core) for text, images, PDF pages
+    and video clips, in one vector space.
 
-    Pass ``model`` (a Hub id or a local directory; ``device=`` and the other ``VLM2VecEncoder`` options go
-    alongside, the model loads on first use) or an existing vlm2vec-core ``encoder`` (local, remote or fake).
+    Pass ``model`` (a Hub id or a local directory; ``family=`` when the checkpoint cannot tell its family,
+    ``truncate_dim=`` for a Matryoshka size, ``device=`` and the other ``VLM2VecEncoder`` options go alongside;
+    the model loads on first use) or an existing vlm2vec-core ``encoder`` (local, remote or fake).
     Texts, queries and images use the ``task`` preset (``"visdoc"``: question -> page), videos and clips the
     ``video_task`` preset (``"moment"``: question -> clip); ``query_instruction`` / ``document_instruction``
     override the preset's strings. Vectors are lists of Python floats, L2-normalised.
@@ -46,8 +48,12 @@ class VLM2VecEmbeddings(Embeddings):
         document_instruction: str | None = None,
         batch_size: int = 8,
         show_progress: bool | None = None,
+        family: str | None = None,
+        truncate_dim: int | None = None,
         **encoder_options: Any,
     ) -> None:
+        given = {"family": family, "truncate_dim": truncate_dim}
+        encoder_options = {**{k: v for k, v in given.items() if v is not None}, **encoder_options}
         if encoder is not None and (model is not None or encoder_options):
             raise ValueError("pass either encoder= or model= (with its options), not both")
         if encoder is not None and not isinstance(encoder, Encoder):

@@ -12,12 +12,13 @@ from langchain_core.documents import Document
 from langchain_core.messages.content import ImageContentBlock, create_image_block
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from vlm2vec_core import input_for_reference
 from vlm2vec_core.media import to_data_url
 
 from .embeddings import VLM2VecEmbeddings
+from .vectorstores import check_vectorstore
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 class VLM2VecRetriever(BaseRetriever):
     """Retrieve pages and clips stored with ``add_media_documents`` (in Chroma or any other vector store).
 
-    The question is embedded with the embeddings' query preset, and the store is searched by that vector.
+    The question is embedded with the embeddings' query preset, and the store is searched by that vector (a
+    Chroma collection filled by another model family is refused on the first search, see ``check_vectorstore``).
     Each Document keeps its page or clip metadata plus ``score`` (the store's relevance score: the cosine
     similarity for a Chroma collection with ``{"hnsw": {"space": "cosine"}}``). With ``include_images`` it
     also carries ``metadata["image_block"]``, the page image or clip thumbnail as a standard LangChain image
@@ -43,6 +45,7 @@ class VLM2VecRetriever(BaseRetriever):
     include_images: bool = False
     image_max_side: int | None = 1024
     """Longest side of the attached images (pixels); ``None`` keeps the cached render's size."""
+    _checked: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _resolve_embeddings(self) -> VLM2VecRetriever:
@@ -115,6 +118,9 @@ class VLM2VecRetriever(BaseRetriever):
 
     def _scored(self, vector: list[float], k: int, kwargs: dict[str, Any]) -> list[tuple[Document, float | None]]:
         store = self.vectorstore
+        if not self._checked:  # a Chroma collection filled by another model is refused, not searched
+            check_vectorstore(store, self._emb)
+            self._checked = True
         # Chroma's by-vector "relevance" search and FAISS-style score searches return raw distances; the store's
         # own relevance function turns them into scores (higher is better).
         search = getattr(store, "similarity_search_by_vector_with_relevance_scores", None) or getattr(

@@ -8,7 +8,19 @@ from collections.abc import Iterable, Sequence
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 
+from vlm2vec_core.store import check_collection, is_chroma_collection
+
 from .embeddings import VLM2VecEmbeddings, precomputed
+
+
+def check_vectorstore(vectorstore: VectorStore, embeddings: VLM2VecEmbeddings | None = None) -> None:
+    """For a Chroma store: record what its collection holds (model family, checkpoint, dimension, truncation)
+    when it is empty, or raise ``vlm2vec_core.store.IndexMismatch`` when it holds another model's vectors.
+    Other stores keep no such record: nothing to check."""
+    collection = getattr(vectorstore, "_collection", None)
+    emb = embeddings or vectorstore.embeddings
+    if is_chroma_collection(collection) and isinstance(emb, VLM2VecEmbeddings):
+        check_collection(collection, emb.encoder)
 
 
 def add_media_documents(
@@ -26,7 +38,9 @@ def add_media_documents(
     embeddings (``Chroma(embedding_function=emb)``, ``InMemoryVectorStore(emb)``, PGVector, Qdrant, ...): the
     vectors are computed here and handed to the store's own ``add_documents``, which asks the embeddings for
     the captions' vectors and gets the pixels' vectors instead. Ids default to the Documents' stable ids, so
-    adding the same file again overwrites rather than duplicates in stores that upsert (Chroma does).
+    adding the same file again overwrites rather than duplicates in stores that upsert (Chroma does). A Chroma
+    collection records the model that filled it and refuses another family's or truncation's vectors
+    (:func:`check_vectorstore`).
     """
     store_embeddings = vectorstore.embeddings
     emb = embeddings or store_embeddings
@@ -42,6 +56,7 @@ def add_media_documents(
     docs = list(documents)
     if ids is not None and len(ids) != len(docs):
         raise ValueError(f"got {len(ids)} ids for {len(docs)} documents")
+    check_vectorstore(vectorstore, emb)
     added: list[str] = []
     for start in range(0, len(docs), batch_size):
         chunk = docs[start : start + batch_size]

@@ -28,9 +28,11 @@ dispatcher = instrument.get_dispatcher(__name__)
 
 
 class VLM2VecEmbedding(MultiModalEmbedding):
-    """VLM2Vec-V2 embeddings for LlamaIndex: questions, texts, images, PDF pages and video clips in one space.
+    """Multimodal embeddings for LlamaIndex (VLM2Vec-V2 by default, or any family of vlm2vec-core): questions,
+    texts, images, PDF pages and video clips in one space.
 
-    Build it from ``model`` (a Hub id or a local directory; ``device`` and ``encoder_kwargs`` go to
+    Build it from ``model`` (a Hub id or a local directory; ``family`` when the checkpoint cannot tell it,
+    ``truncate_dim`` for a Matryoshka size, ``device`` and ``encoder_kwargs`` go to
     ``vlm2vec_core.VLM2VecEncoder``, created on first use) or from an existing core encoder (``encoder=``, local
     or remote) so one loaded model serves the whole app. Queries get the query side of the ``task`` preset
     (``visdoc``: question -> page); texts and images the document side; videos and clips the document side of
@@ -48,12 +50,16 @@ class VLM2VecEmbedding(MultiModalEmbedding):
     query_instruction: str | None = Field(default=None, description="Overrides the preset's query instruction.")
     document_instruction: str | None = Field(default=None, description="Overrides the presets' document side.")
     device: str | None = Field(default=None, description="Device of the local encoder (default: cuda if any).")
+    family: str | None = Field(default=None, description="Model family (default: detected from the checkpoint).")
+    truncate_dim: int | None = Field(default=None, gt=0, description="Matryoshka size to keep (default: all).")
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict, description="More VLM2VecEncoder options.")
 
     _encoder: Encoder | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, model: str | Path | None = None, *, encoder: Encoder | None = None, **kwargs: Any) -> None:
+        if encoder is not None and (kwargs.get("family") is not None or kwargs.get("truncate_dim") is not None):
+            raise ValueError("family= and truncate_dim= are for the encoder built from model=; not with encoder=")
         if model is not None:
             kwargs["model_name"] = str(model)
         elif encoder is not None and "model_name" not in kwargs:
@@ -75,7 +81,9 @@ class VLM2VecEmbedding(MultiModalEmbedding):
                 if self._encoder is None:
                     from vlm2vec_core import VLM2VecEncoder
 
-                    self._encoder = VLM2VecEncoder(self.model_name, device=self.device, **self.encoder_kwargs)
+                    given = {"family": self.family, "truncate_dim": self.truncate_dim}
+                    options = {**{k: v for k, v in given.items() if v is not None}, **self.encoder_kwargs}
+                    self._encoder = VLM2VecEncoder(self.model_name, device=self.device, **options)
         return self._encoder
 
     def to_payload(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import BaseNode, Document, ImageNode, NodeWithScore, QueryBundle
 
 from vlm2vec_core import MissingDependencyError
+from vlm2vec_core.store import check_collection
 
 
 def open_chroma_index(
@@ -34,7 +35,9 @@ def open_chroma_index(
     ``path`` is an embedded Chroma folder (``chromadb.PersistentClient``); pass ``client=`` instead for any
     other Chroma client (e.g. ``chromadb.HttpClient``). Everything is on disk as soon as it is inserted: calling
     this again with the same path (in this process or a later one) gives the same index back.
-    ``embed_model`` (a ``VLM2VecEmbedding``) embeds both text and images.
+    ``embed_model`` (a ``VLM2VecEmbedding``) embeds both text and images. Each collection records the model that
+    filled it (family, checkpoint, dimension, truncation) and refuses another family's or truncation's vectors
+    (``vlm2vec_core.store.IndexMismatch``).
     """
     try:
         import chromadb
@@ -48,15 +51,19 @@ def open_chroma_index(
         if path is None:
             raise ValueError("open_chroma_index needs a folder path or a Chroma client")
         client = chromadb.PersistentClient(path=str(Path(path)))
-    stores = [
-        ChromaVectorStore(chroma_collection=_cosine_collection(client, f"{collection_prefix}_{name}"))
-        for name in ("text", "images")
-    ]
+    image_embed_model = index_kwargs.pop("image_embed_model", embed_model)
+    stores = []
+    for name, model in (("text", embed_model), ("images", image_embed_model)):
+        collection = _cosine_collection(client, f"{collection_prefix}_{name}")
+        encoder = getattr(model, "encoder", None)  # a VLM2VecEmbedding; other embeddings keep no record
+        if encoder is not None:
+            check_collection(collection, encoder)
+        stores.append(ChromaVectorStore(chroma_collection=collection))
     return MultiModalVectorStoreIndex.from_vector_store(
         vector_store=stores[0],
         embed_model=embed_model,
         image_vector_store=stores[1],
-        image_embed_model=index_kwargs.pop("image_embed_model", embed_model),
+        image_embed_model=image_embed_model,
         **index_kwargs,
     )
 

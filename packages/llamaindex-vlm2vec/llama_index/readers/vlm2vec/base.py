@@ -11,8 +11,8 @@ from typing import Any
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
-from vlm2vec_core import InputError
-from vlm2vec_core.documents import PDF_SUFFIXES, VIDEO_SUFFIXES, Item, iter_items, kind_of
+from vlm2vec_core import Encoder, InputError
+from vlm2vec_core.documents import PDF_SUFFIXES, VIDEO_SUFFIXES, Item, clip_sampler, iter_items, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,10 @@ class VideoClipReader(_ItemReader):
     """One ``ImageDocument`` per clip of ``clip_seconds`` (every ``stride_seconds``, default no overlap).
 
     The document's image is the clip reference ``talk.mp4#t=10,20``, which ``VLM2VecEmbedding`` embeds as
-    ``num_frames`` frames over the clip's span (not as a still). Metadata: ``start_seconds``, ``end_seconds``,
-    ``reference``, ``file_path`` and ``thumbnail_path`` (the clip's middle frame, cached once), ``source``...
+    frames over the clip's span (not as a still). Metadata: ``start_seconds``, ``end_seconds``, ``reference``,
+    ``file_path`` and ``thumbnail_path`` (the clip's middle frame, cached once), ``source``... With ``encoder``
+    (e.g. ``embed_model.encoder``) clips pick their frames as its model family does (GME: the middle one),
+    ``num_frames`` of them (default: the family's; 8 without an encoder).
     """
 
     kind = "video"
@@ -136,21 +138,26 @@ class VideoClipReader(_ItemReader):
         cache_dir: PathLike | None = None,
         clip_seconds: float = 10.0,
         stride_seconds: float | None = None,
-        num_frames: int = 8,
+        num_frames: int | None = None,
         raise_on_error: bool = False,
+        encoder: Encoder | None = None,
     ) -> None:
         super().__init__(cache_dir=cache_dir, raise_on_error=raise_on_error)
         self.clip_seconds = clip_seconds
         self.stride_seconds = stride_seconds
         self.num_frames = num_frames
+        self.encoder = encoder
 
     def _options(self) -> dict[str, Any]:
-        return {
+        options = {
             **super()._options(),
             "clip_seconds": self.clip_seconds,
             "stride_seconds": self.stride_seconds,
-            "num_frames": self.num_frames,
+            "num_frames": self.num_frames or 8,
         }
+        if self.encoder is not None:
+            options["sampler"] = clip_sampler(self.encoder, self.num_frames)
+        return options
 
     def _document(self, item: Item, extra_info: dict[str, Any] | None) -> ImageDocument:
         thumbnail = str(item.image_path)
@@ -165,12 +172,18 @@ def file_extractor(
     clip_seconds: float = 10.0,
     stride_seconds: float | None = None,
     raise_on_error: bool = False,
+    encoder: Encoder | None = None,
 ) -> dict[str, BaseReader]:
     """Readers by suffix for ``SimpleDirectoryReader(folder, file_extractor=file_extractor())``: PDFs as pages,
-    videos as clips (images keep LlamaIndex's own ``ImageReader``)."""
+    videos as clips (images keep LlamaIndex's own ``ImageReader``); ``encoder``: clips sample their frames as
+    its model family does."""
     pages = PDFPageReader(cache_dir=cache_dir, dpi=dpi, raise_on_error=raise_on_error)
     clips = VideoClipReader(
-        cache_dir=cache_dir, clip_seconds=clip_seconds, stride_seconds=stride_seconds, raise_on_error=raise_on_error
+        cache_dir=cache_dir,
+        clip_seconds=clip_seconds,
+        stride_seconds=stride_seconds,
+        raise_on_error=raise_on_error,
+        encoder=encoder,
     )
     return {**dict.fromkeys(PDF_SUFFIXES, pages), **dict.fromkeys(VIDEO_SUFFIXES, clips)}
 
