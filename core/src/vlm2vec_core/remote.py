@@ -39,7 +39,103 @@ class RemoteError(RuntimeError):
         self.status = status
 
 
-class RemoteEncoder(PresetMixin):
+class HttpService:
+    """An HTTP client to a ``vlm2vec serve`` (or vLLM): API key, timeouts, and retries with backoff for connection
+    errors, 429 and 5xx-unavailable; 400/413/422 become InputError, other errors RemoteError."""
+
+    def __init__(self, base_url: str, *, api_key: str | None, timeout: float, max_retries: int, backoff: float) -> None:
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - httpx is a dependency of core
+            raise require_extra("remote", "httpx") from exc
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = httpx.Timeout(timeout, connect=10.0)
+        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self._timeout)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _served(self, kind: str) -> dict[str, Any]:
+        """The first model of ``kind`` ("embedding" or "rerank") that ``/v1/models`` lists ({} when none says)."""
+        models = self._send("GET", "/v1/models", None).get("data") or []
+        for entry in models:
+            if entry.get("kind", "embedding") == kind:
+                return dict(entry)
+        return dict(models[0]) if models and kind == "embedding" else {}
+
+    def _async_client(self) -> Any:
+        import httpx
+
+        return httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        import time
+
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.request(method, path, json=body)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                time.sleep(self._retry_delay(attempt, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            if response.status_code not in RETRY_STATUS:
+                return self._checked(response)
+            time.sleep(self._retry_delay(attempt, response, None))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _asend(self, client: Any, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.request(method, path, json=body)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                await asyncio.sleep(self._retry_delay(attempt, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            if response.status_code not in RETRY_STATUS:
+                return self._checked(response)
+            await asyncio.sleep(self._retry_delay(attempt, response, None))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, attempt: int, response: Any, failure: str | None) -> float:
+        """Seconds to wait before retrying (exponential, jittered, at least Retry-After); RemoteError at the end."""
+        why = failure or f"HTTP {response.status_code}"
+        if attempt >= self.max_retries:
+            raise RemoteError(
+                f"{self.base_url}: giving up after {attempt + 1} attempts ({why})",
+                None if response is None else response.status_code,
+            )
+        delay = min(10.0, self.backoff * 2**attempt) * (0.5 + random.random())
+        if response is not None and (after := response.headers.get("retry-after", "")).replace(".", "", 1).isdigit():
+            delay = max(delay, float(after))
+        log.warning("%s: %s; retrying in %.1f s", self.base_url, why, delay)
+        return delay
+
+    def _checked(self, response: Any) -> dict[str, Any]:
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:500]
+            if response.status_code in (400, 413, 422):
+                raise InputError(f"the server refused it: {message}", source=self.base_url)
+            raise RemoteError(f"{self.base_url}: HTTP {response.status_code}: {message}", response.status_code)
+        result: dict[str, Any] = response.json()
+        return result
+
+
+class RemoteEncoder(HttpService, PresetMixin):
     """Same API as VLM2VecEncoder, computed by a server: ``RemoteEncoder("http://gpu-box:8000")``.
 
     The model family comes from the server (``/v1/models``; for a server that does not say, such as vLLM, from
@@ -65,41 +161,21 @@ class RemoteEncoder(PresetMixin):
         max_decode_pixels: int = MAX_DECODE_PIXELS,
         media_format: str = "png",
     ) -> None:
-        try:
-            import httpx
-        except ImportError as exc:  # pragma: no cover - httpx is a dependency of core
-            raise require_extra("remote", "httpx") from exc
         if media_format not in ("png", "jpeg"):
             raise ValueError("media_format must be 'png' (exact) or 'jpeg' (smaller; what vLLM takes for frames)")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff)
         self.model = model
         self._family_arg = get_family(family) if family is not None else None
         self._family: Profile | None = None
         self.truncate_dim = truncate_dim
         self._pixel_args = (min_pixels, max_pixels, num_frames, max_decode_pixels)
         self._limits: MediaLimits | None = None
-        self.max_retries = max_retries
         self.max_concurrency = max(1, max_concurrency)
-        self.backoff = backoff
         self.media_format = media_format
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._timeout = httpx.Timeout(timeout, connect=10.0)
-        self._headers = headers
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=self._timeout)
         self._dim: int | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RemoteEncoder({self.base_url!r})"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> RemoteEncoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- discovery -----------------------------------------------------------------------------------------
 
@@ -140,9 +216,7 @@ class RemoteEncoder(PresetMixin):
 
     def _discover(self) -> int:
         """The served model, its family and dimension, checked against what this client was asked for."""
-        listing = self._send("GET", "/v1/models", None)
-        models = listing.get("data") or []
-        entry = models[0] if models else {}
+        entry = self._served("embedding")
         if self.model is None:
             self.model = entry.get("id")
         served = entry.get("family")
@@ -206,12 +280,11 @@ class RemoteEncoder(PresetMixin):
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
         """``encode`` with async I/O (media are still prepared in a worker thread)."""
-        import httpx
 
         await asyncio.to_thread(lambda: self.dim)
         prepared, jobs = await asyncio.to_thread(self._plan, inputs, instruction, batch_size, errors)
         limit = asyncio.Semaphore(self.max_concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout) as client:
+        async with self._async_client() as client:
 
             async def run(job: tuple[list[Prepared], dict[str, Any]]) -> np.ndarray | InputError:
                 async with limit:
@@ -292,61 +365,5 @@ class RemoteEncoder(PresetMixin):
     def _post_embeddings(self, body: dict[str, Any], expected: int) -> np.ndarray:
         return decode_embeddings(self._send("POST", "/v1/embeddings", self._with_defaults(body)), expected)
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        import time
 
-        import httpx
-
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self._client.request(method, path, json=body)
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                time.sleep(self._retry_delay(attempt, None, f"{type(exc).__name__}: {exc}"))
-                continue
-            if response.status_code not in RETRY_STATUS:
-                return self._checked(response)
-            time.sleep(self._retry_delay(attempt, response, None))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _asend(self, client: Any, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        import httpx
-
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = await client.request(method, path, json=body)
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                await asyncio.sleep(self._retry_delay(attempt, None, f"{type(exc).__name__}: {exc}"))
-                continue
-            if response.status_code not in RETRY_STATUS:
-                return self._checked(response)
-            await asyncio.sleep(self._retry_delay(attempt, response, None))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _retry_delay(self, attempt: int, response: Any, failure: str | None) -> float:
-        """Seconds to wait before retrying (exponential, jittered, at least Retry-After); RemoteError at the end."""
-        why = failure or f"HTTP {response.status_code}"
-        if attempt >= self.max_retries:
-            raise RemoteError(
-                f"{self.base_url}: giving up after {attempt + 1} attempts ({why})",
-                None if response is None else response.status_code,
-            )
-        delay = min(10.0, self.backoff * 2**attempt) * (0.5 + random.random())
-        if response is not None and (after := response.headers.get("retry-after", "")).replace(".", "", 1).isdigit():
-            delay = max(delay, float(after))
-        log.warning("%s: %s; retrying in %.1f s", self.base_url, why, delay)
-        return delay
-
-    def _checked(self, response: Any) -> dict[str, Any]:
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:500]
-            if response.status_code in (400, 413, 422):
-                raise InputError(f"the server refused it: {message}", source=self.base_url)
-            raise RemoteError(f"{self.base_url}: HTTP {response.status_code}: {message}", response.status_code)
-        result: dict[str, Any] = response.json()
-        return result
-
-
-__all__ = ["RemoteEncoder", "RemoteError"]
+__all__ = ["HttpService", "RemoteEncoder", "RemoteError"]
