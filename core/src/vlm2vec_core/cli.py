@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .families import FAMILIES, UnknownFamilyError
+from .families.rerankers import RERANKERS
 from .loading import DEFAULT_MODEL
 from .store import IndexMismatch
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, default=512)
     serve.add_argument("--max-body-mb", type=float, default=64.0)
     serve.add_argument("--max-frames", type=int, default=64)
+    serve.add_argument("--reranker", default=None, metavar="MODEL", help="also serve a reranker on /v1/rerank")
+    serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
+    serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
     return parser
 
 
@@ -334,6 +338,10 @@ def _serve(args: argparse.Namespace) -> int:
     from .local import VLM2VecEncoder
     from .server import ServerConfig, api_keys_from, serve
 
+    if args.no_embeddings and not args.reranker:
+        print("error: --no-embeddings needs --reranker MODEL", file=sys.stderr)
+        return 2
+    reranker = _reranker(args.reranker, args.reranker_family, args) if args.reranker else None
     encoder = VLM2VecEncoder(
         args.model,
         family=args.family,
@@ -353,15 +361,31 @@ def _serve(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
     )
     try:
-        encoder.checkpoint  # noqa: B018 - find the weights, the family and the dimension before binding the port
-        encoder.family  # noqa: B018
-        encoder.dim  # noqa: B018
+        if args.no_embeddings:
+            encoder = None
+        else:
+            encoder.checkpoint  # noqa: B018 - find the weights, the family and the dimension before binding the port
+            encoder.family  # noqa: B018
+            encoder.dim  # noqa: B018
+            _licence_note(encoder)
+        if reranker is not None:
+            reranker.checkpoint  # noqa: B018
+            reranker.family  # noqa: B018
     except (ModelNotFoundError, ValueError) as exc:  # UnknownFamilyError, a truncate_dim the family lacks, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _licence_note(encoder)
-    serve(encoder, config, host=args.host, port=args.port)
+    serve(encoder, config, host=args.host, port=args.port, reranker=reranker)
     return 0
+
+
+def _reranker(model: str, family: str | None, args: argparse.Namespace) -> Any:
+    """A local reranker (or a remote one when ``--remote`` is given and no model is named)."""
+    from .rerank import Reranker
+
+    reranker = Reranker(model, family=family, device=args.device, dtype=getattr(args, "dtype", None))
+    if not reranker.family.open_licence:
+        print(f"note: {reranker.family.title} is licensed {reranker.family.licence}", file=sys.stderr)
+    return reranker
 
 
 if __name__ == "__main__":

@@ -23,7 +23,15 @@ from typing import Any
 
 from .errors import InputError, require_extra
 from .prepare import Prepared
-from .wire import ItemSpec, RequestError, decode_image, decode_video_frames, encode_vector, parse_request
+from .wire import (
+    ItemSpec,
+    RequestError,
+    decode_image,
+    decode_video_frames,
+    encode_vector,
+    parse_request,
+    parse_rerank,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +109,10 @@ class Batcher:
                     future.set_result((vector, count))
 
 
-def create_app(encoder: Any, config: ServerConfig) -> Any:
-    """The ASGI app (FastAPI) serving ``encoder``, which is loaded at start-up."""
+def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
+    """The ASGI app (FastAPI) serving ``encoder`` and/or ``reranker`` (either may be None), loaded at start-up."""
+    if encoder is None and reranker is None:
+        raise ValueError("a server needs an encoder, a reranker or both")
     try:
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
@@ -115,17 +125,25 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await asyncio.to_thread(encoder.load)
-        batcher = Batcher(encoder, config.max_batch_size, config.max_wait_ms, config.max_queue)
-        state["batcher"] = batcher
-        state["dim"] = encoder.dim
-        state["family"] = encoder.family
-        task = asyncio.create_task(batcher.run())
-        log.info("serving %s (%s, dim %d)", config.model_name, state["family"].title, state["dim"])
+        task = None
+        if encoder is not None:
+            await asyncio.to_thread(encoder.load)
+            batcher = Batcher(encoder, config.max_batch_size, config.max_wait_ms, config.max_queue)
+            state["batcher"] = batcher
+            state["dim"] = encoder.dim
+            state["family"] = encoder.family
+            task = asyncio.create_task(batcher.run())
+            log.info("serving %s (%s, dim %d)", config.model_name, state["family"].title, state["dim"])
+        if reranker is not None:
+            await asyncio.to_thread(reranker.load)
+            state["rerank_slots"] = asyncio.Semaphore(1)  # one scoring job on the model at a time
+            state["rerank_waiting"] = 0
+            log.info("serving %s (%s) on /v1/rerank", reranker.model_name, reranker.family.title)
         try:
             yield
         finally:
-            task.cancel()
+            if task is not None:
+                task.cancel()
             decoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="vlm2vec", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -157,26 +175,37 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
     async def models(request: Request) -> Any:
         if not authorized(request):
             return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
-        return {
-            "object": "list",
-            "data": [
+        data = []
+        if encoder is not None:
+            data.append(
                 {
                     "id": config.model_name,
                     "object": "model",
                     "owned_by": "vlm2vec",
                     "created": 0,
+                    "kind": "embedding",
                     "dim": state["dim"],
                     "family": state["family"].name,
                     "truncate_dim": int(getattr(encoder, "truncate_dim", None) or 0),
                     "licence": state["family"].licence,
                 }
-            ],
-        }
+            )
+        if reranker is not None:
+            data.append(
+                {
+                    "id": reranker.model_name,
+                    "object": "model",
+                    "owned_by": "vlm2vec",
+                    "created": 0,
+                    "kind": "rerank",
+                    "family": reranker.family.name,
+                    "licence": reranker.family.licence,
+                }
+            )
+        return {"object": "list", "data": data}
 
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> Any:
-        if not authorized(request):
-            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+    async def read_body(request: Request) -> Any:
+        """The JSON body, within the size limit (an error response instead when it is not)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
             return error(413, f"request body of {int(declared):,} bytes is over the limit of {config.max_body_bytes:,}")
@@ -186,9 +215,67 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
             if len(raw) > config.max_body_bytes:
                 return error(413, f"request body is over the limit of {config.max_body_bytes:,} bytes")
         try:
-            body = json.loads(raw)
+            return json.loads(raw)
         except ValueError as exc:
             return error(400, f"malformed JSON: {exc}")
+
+    @app.post("/v1/rerank")
+    @app.post("/rerank")
+    async def rerank(request: Request) -> Any:
+        if not authorized(request):
+            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+        if reranker is None:
+            return error(400, "this server holds no reranker (start it with --reranker MODEL)")
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            parsed = parse_rerank(body, max_inputs=config.max_inputs)
+            loop = asyncio.get_running_loop()
+            specs = [parsed.query, *parsed.documents]
+            inputs = await asyncio.gather(
+                *(loop.run_in_executor(decoder, _rerank_input, spec, reranker, config) for spec in specs)
+            )
+        except RequestError as exc:
+            return error(exc.status, exc.message)
+        except InputError as exc:
+            return error(422, str(exc))
+        if state["rerank_waiting"] + len(parsed.documents) > config.max_queue:
+            return error(503, "the server is busy: retry shortly", {"Retry-After": "1"})
+        state["rerank_waiting"] += len(parsed.documents)
+        try:
+            async with state["rerank_slots"]:
+                ranked = await asyncio.to_thread(
+                    reranker.rerank,
+                    inputs[0],
+                    inputs[1:],
+                    top_n=parsed.top_n,
+                    instruction=parsed.instruction,
+                    task=parsed.task,
+                )
+        except InputError as exc:
+            return error(422, str(exc))
+        except ValueError as exc:  # an unknown task, say
+            return error(422, str(exc))
+        finally:
+            state["rerank_waiting"] -= len(parsed.documents)
+        results = []
+        for index, score in ranked:
+            row: dict[str, Any] = {"index": index, "relevance_score": score}
+            if parsed.return_documents and isinstance(body["documents"][index], str):
+                row["document"] = {"text": body["documents"][index]}
+            results.append(row)
+        return {"id": f"rerank-{uuid.uuid4().hex}", "model": reranker.model_name, "results": results}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        if not authorized(request):
+            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+        if encoder is None:
+            return error(400, "this server holds no embedding model (it serves /v1/rerank only)")
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             specs, fmt = parse_request(body, max_inputs=config.max_inputs, family=state["family"])
             dimensions = _dimensions(body, state["family"], state["dim"])
@@ -222,6 +309,34 @@ def create_app(encoder: Any, config: ServerConfig) -> Any:
         }
 
     return app
+
+
+def _rerank_input(spec: ItemSpec, reranker: Any, config: ServerConfig) -> Any:
+    """A rerank query or document as an Input (media decoded here; fitted by the reranker's own rules)."""
+    from .types import Input
+
+    limits = reranker.limits
+    image = video = None
+    if spec.image is not None:
+        image = decode_image(spec.image, max_decode_pixels=limits.max_decode_pixels)
+    if spec.video is not None:
+        got = decode_video_frames(
+            spec.video,
+            max_frames=config.max_frames,
+            max_decode_pixels=limits.max_decode_pixels,
+            max_bytes=config.max_body_bytes,
+        )
+        try:
+            video = (
+                _video_file(got, spec.video.where, limits, reranker.family.media).frames
+                if isinstance(got, bytes)
+                else got
+            )
+        except InputError as exc:
+            raise RequestError(422, f"{spec.video.where}: {exc.reason}") from exc
+    if image is None and video is None:
+        return Input(text=spec.text or "")
+    return Input(text=spec.text, image=image, video=video)
 
 
 def _dimensions(body: Any, family: Any, dim: int) -> int | None:
@@ -305,7 +420,7 @@ def api_keys_from(env: str | None = None, key_file: str | Path | None = None) ->
     return tuple(k for k in keys if k)
 
 
-def serve(encoder: Any, config: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(encoder: Any, config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, reranker: Any = None) -> None:
     """Run the server until SIGINT/SIGTERM; requests in flight are finished before it exits."""
     try:
         import uvicorn
@@ -314,7 +429,7 @@ def serve(encoder: Any, config: ServerConfig, host: str = "127.0.0.1", port: int
     if not config.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without API keys: set VLM2VEC_API_KEYS or --api-key-file", host)
     uvicorn.run(
-        create_app(encoder, config),
+        create_app(encoder, config, reranker),
         host=host,
         port=port,
         log_level="info",

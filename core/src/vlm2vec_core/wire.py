@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -339,3 +339,73 @@ def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
     if fmt == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return [float(x) for x in vector]
+
+
+# -- rerank: the shape Cohere, Jina and vLLM share ------------------------------------------------------------
+
+
+def rerank_part(item: Prepared, fmt: str = "png") -> str | dict[str, Any]:
+    """A query or document of a rerank request: its text, or ``{"content": [parts]}`` when it has media."""
+    if item.image is None and item.frames is None:
+        return item.text or ""
+    parts: list[dict[str, Any]] = []
+    if item.frames is not None:
+        parts.append({"type": "video_url", "video_url": {"url": frames_data_url(item.frames, fmt)}})
+    if item.image is not None:
+        parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
+    if item.text is not None:
+        parts.append({"type": "text", "text": item.text})
+    return {"content": parts}
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    query: ItemSpec
+    documents: list[ItemSpec]
+    top_n: int | None
+    instruction: str | None
+    task: str | None
+    return_documents: bool
+
+
+def parse_rerank(body: Any, *, max_inputs: int = 2048) -> RerankRequest:
+    """Validate a rerank request body (RequestError naming the offending field otherwise)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    if "query" not in body:
+        raise RequestError(422, "'query' is required")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise RequestError(422, "'documents' must be a non-empty list")
+    if len(documents) > max_inputs:
+        raise RequestError(422, f"'documents' has {len(documents)} items, over the limit of {max_inputs}")
+    top_n = body.get("top_n")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+        raise RequestError(422, f"'top_n' must be a positive integer, not {top_n!r}")
+    for key in ("instruction", "task"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise RequestError(422, f"'{key}' must be a string")
+    return RerankRequest(
+        _rerank_item(body["query"], "query"),
+        [_rerank_item(d, f"documents[{i}]") for i, d in enumerate(documents)],
+        top_n,
+        body.get("instruction"),
+        body.get("task"),
+        bool(body.get("return_documents", False)),
+    )
+
+
+def _rerank_item(raw: Any, where: str) -> ItemSpec:
+    if isinstance(raw, str):
+        return ItemSpec("", None, None, where, None, raw)
+    if isinstance(raw, dict) and "content" in raw:
+        try:
+            parsed = _parse_chat_messages([{"role": "user", "content": raw["content"]}], Instruction())
+        except RequestError as exc:
+            raise RequestError(exc.status, exc.message.replace("messages[0].", f"{where}.")) from exc
+        image = replace(parsed.image, where=f"{where}.{parsed.image.where.split('.', 1)[1]}") if parsed.image else None
+        video = replace(parsed.video, where=f"{where}.{parsed.video.where.split('.', 1)[1]}") if parsed.video else None
+        return ItemSpec("", image, video, where, None, parsed.text)
+    if isinstance(raw, dict) and isinstance(raw.get("text"), str):  # Cohere's {"text": ...}
+        return ItemSpec("", None, None, where, None, raw["text"])
+    raise RequestError(422, f"{where} must be a string or an object with 'content' parts")

@@ -1,0 +1,126 @@
+"""RemoteReranker: the reranker API over HTTP (``POST /v1/rerank``), to a ``vlm2vec serve --reranker`` or vLLM.
+
+No torch needed: media are decoded and fitted here by the family's rules (lossless PNG by default, so remote
+scores equal local ones), then sent as ``{"content": [parts]}`` documents with data URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, report
+from ..families.rerankers import RERANKERS, RerankProfile, detect_reranker_family, get_reranker_family
+from ..prepare import MediaLimits, prepare_or_error
+from ..remote import HttpService, RemoteError
+from ..tasks import Instruction
+from ..wire import rerank_part
+from .base import RerankMixin, as_candidate
+
+
+class RemoteReranker(HttpService, RerankMixin):
+    """Same API as ``Reranker``, computed by a server: ``RemoteReranker("http://gpu-box:8000")``.
+
+    The family comes from the server's ``/v1/models`` (its rerank entry), else from the served hub id (vLLM),
+    else ``family=``; ``family=`` is checked against what the server says.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        family: str | RerankProfile | None = None,
+        timeout: float = 300.0,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        max_pixels: int | None = None,
+        media_format: str = "png",
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff)
+        self.model = model
+        self._family_arg = get_reranker_family(family) if family is not None else None
+        self._family: RerankProfile | None = None
+        self._max_pixels = max_pixels
+        self.media_format = media_format
+
+    def __repr__(self) -> str:
+        return f"RemoteReranker({self.base_url!r})"
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model or self.base_url)
+
+    @property
+    def family(self) -> RerankProfile:
+        if self._family is None:
+            with self._lock:
+                if self._family is None:
+                    self._family = self._discover()
+        return self._family
+
+    def _discover(self) -> RerankProfile:
+        entry = self._served("rerank")
+        if self.model is None:
+            self.model = entry.get("id")
+        if entry.get("family") in RERANKERS:
+            family = RERANKERS[entry["family"]]
+        else:
+            try:
+                family = detect_reranker_family(None, str(self.model))
+            except ValueError:
+                family = self._family_arg or get_reranker_family(None)
+        if self._family_arg is not None and self._family_arg.name != family.name:
+            raise RemoteError(f"{self.base_url} serves the {family.title} reranker, not {self._family_arg.title}")
+        return family
+
+    @property
+    def limits(self) -> MediaLimits:
+        return MediaLimits.for_family(self.family.media, max_pixels=self._max_pixels)
+
+    def score(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *,
+        instruction: str | None = None,
+        task: str | None = None,
+        errors: list[InputError] | None = None,
+    ) -> np.ndarray:
+        if isinstance(documents, (str, bytes)):
+            raise TypeError("documents must be a list; wrap a single document in a list")
+        family, limits = self.family, self.limits
+        q = prepare_or_error(as_candidate(query), 0, Instruction(), limits, family.media)
+        if isinstance(q, InputError):
+            raise InputError(q.reason, source=q.source, location="the query")
+        good: list[int] = []
+        parts: list[Any] = []
+        for index, raw in enumerate(documents):
+            try:
+                d = prepare_or_error(as_candidate(raw), index, Instruction(), limits, family.media)
+            except TypeError as exc:
+                d = InputError(str(exc), location=f"input {index}", index=index)
+            if isinstance(d, InputError):
+                report(d, errors)
+                continue
+            good.append(index)
+            parts.append(rerank_part(d, self.media_format))
+        if not good:
+            return np.zeros(0, dtype=np.float32)
+        body = {
+            "model": self.model or "vlm2vec-reranker",
+            "query": rerank_part(q, self.media_format),
+            "documents": parts,
+            "instruction": family.instruction_for(task, instruction),
+        }
+        results = self._send("POST", "/v1/rerank", body).get("results")
+        if not isinstance(results, list) or len(results) != len(good):
+            raise RemoteError(f"{self.base_url}: expected {len(good)} rerank results, got {results!r:.200}")
+        by_position = {int(r["index"]): float(r["relevance_score"]) for r in results}
+        return np.asarray([by_position[n] for n in range(len(good))], dtype=np.float32)
+
+
+__all__ = ["RemoteReranker"]
