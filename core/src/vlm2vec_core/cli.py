@@ -342,7 +342,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("error: --no-embeddings needs --reranker MODEL", file=sys.stderr)
         return 2
     reranker = _reranker(args.reranker, args.reranker_family, args) if args.reranker else None
-    encoder = VLM2VecEncoder(
+    encoder: Any = VLM2VecEncoder(
         args.model,
         family=args.family,
         truncate_dim=args.truncate_dim,
