@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .families import FAMILIES, UnknownFamilyError
-from .families.rerankers import RERANKERS
+from .families.rerankers import DEFAULT_RERANKER, RERANKERS
 from .loading import DEFAULT_MODEL
 from .store import IndexMismatch
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument("--sheet", type=Path, help="also write a contact sheet PNG of the hits")
+    _rerank_options(search)
 
     ask = commands.add_parser("ask", help="answer a question from the hits with a multimodal chat model")
     ask.add_argument("question")
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat-base-url", default=None, help="OpenAI-compatible endpoint ($VLM2VEC_CHAT_BASE_URL)")
     ask.add_argument("--chat-model", default=None, help="$VLM2VEC_CHAT_MODEL")
     ask.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
+    _rerank_options(ask)
 
     serve = commands.add_parser("serve", help="serve the encoder over HTTP (vLLM-compatible /v1/embeddings)")
     serve.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or local directory (default {DEFAULT_MODEL})")
@@ -114,6 +116,19 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=["bfloat16", "float16", "float32"], default=None, help="default: bf16 on CUDA, else fp32"
     )
+
+
+def _rerank_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rerank",
+        nargs="?",
+        const=DEFAULT_RERANKER,
+        default=None,
+        metavar="MODEL",
+        help=f"rerank the candidates with a second stage (default {DEFAULT_RERANKER}; a URL for a served one)",
+    )
+    parser.add_argument("--rerank-family", default=None, choices=list(RERANKERS), help="default: detected")
+    parser.add_argument("--candidates", type=_positive_int, default=50, help="how many hits to rerank (default 50)")
 
 
 def _positive_int(text: str) -> int:
@@ -272,13 +287,36 @@ def _hits(args: argparse.Namespace, query: str) -> list[Any]:
         raise _Stop(f"the collection {args.collection!r} is empty: run `vlm2vec index PATH` first")
     _follow_index(args, recorded)
     encoder, store = _checked_encoder(args, store)
-    return search(query, encoder, store, k=args.k, kinds=args.types)
+    if not args.rerank:
+        return search(query, encoder, store, k=args.k, kinds=args.types)
+    from .indexer import rerank_hits
+    from .loading import ModelNotFoundError
+
+    reranker = _reranker(args.rerank, args.rerank_family, args)
+    candidates = search(query, encoder, store, k=max(args.k, args.candidates), kinds=args.types)
+    problems: list[Any] = []
+    try:
+        hits = rerank_hits(query, candidates, reranker, top_n=args.k, encoder=encoder, errors=problems)
+    except (ModelNotFoundError, UnknownFamilyError) as exc:
+        raise _Stop(str(exc)) from exc
+    for problem in problems:
+        print(f"skipped in reranking: {problem}", file=sys.stderr)
+    return hits
 
 
 def _search(args: argparse.Namespace) -> int:
     hits = _hits(args, args.query)
     if args.json:
-        rows = [{"rank": n, "score": round(h.score, 6), "id": h.id, **h.metadata} for n, h in enumerate(hits, 1)]
+        rows = [
+            {
+                "rank": n,
+                "score": round(h.score, 6),
+                **({"rerank_score": round(h.rerank_score, 6)} if h.rerank_score is not None else {}),
+                "id": h.id,
+                **h.metadata,
+            }
+            for n, h in enumerate(hits, 1)
+        ]
         print(json.dumps(rows, indent=2))
     else:
         print(_table(hits))
@@ -292,7 +330,8 @@ def _search(args: argparse.Namespace) -> int:
 def _table(hits: list[Any]) -> str:
     if not hits:
         return "no hits"
-    lines = [f"{'#':>2}  {'score':>6}  {'type':<5}  {'where':<16}  file"]
+    reranked = any(h.rerank_score is not None for h in hits)
+    lines = [f"{'#':>2}  {'score':>6}  " + ("rerank  " if reranked else "") + f"{'type':<5}  {'where':<16}  file"]
     for n, hit in enumerate(hits, 1):
         meta = hit.metadata
         if hit.kind == "page":
@@ -301,7 +340,8 @@ def _table(hits: list[Any]) -> str:
             where = f"{_clock(meta.get('start_seconds', 0))}-{_clock(meta.get('end_seconds', 0))}"
         else:
             where = "-"
-        lines.append(f"{n:>2}  {hit.score:6.3f}  {hit.kind:<5}  {where:<16}  {meta.get('source', hit.id)}")
+        second = f"{hit.rerank_score:6.3f}  " if reranked else ""
+        lines.append(f"{n:>2}  {hit.score:6.3f}  {second}{hit.kind:<5}  {where:<16}  {meta.get('source', hit.id)}")
     return "\n".join(lines)
 
 
@@ -379,10 +419,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _reranker(model: str, family: str | None, args: argparse.Namespace) -> Any:
-    """A local reranker (or a remote one when ``--remote`` is given and no model is named)."""
-    from .rerank import Reranker
+    """A local reranker, or a served one when MODEL is a URL (``vlm2vec serve --reranker`` or vLLM)."""
+    from .loading import ModelNotFoundError
+    from .rerank import RemoteReranker, Reranker
 
+    if model.startswith(("http://", "https://")):
+        key = getattr(args, "api_key", None) or os.environ.get("VLM2VEC_API_KEY")
+        return RemoteReranker(model, api_key=key, family=family)
     reranker = Reranker(model, family=family, device=args.device, dtype=getattr(args, "dtype", None))
+    try:
+        reranker.family  # noqa: B018 - find the weights and the family now, with a clear message
+    except (ModelNotFoundError, UnknownFamilyError) as exc:
+        raise _Stop(str(exc)) from exc
     if not reranker.family.open_licence:
         print(f"note: {reranker.family.title} is licensed {reranker.family.licence}", file=sys.stderr)
     return reranker

@@ -252,3 +252,50 @@ def search(
         vector = encoder.encode_queries([query], task=tasks[kind])[0]
         hits.extend(store.query(np.asarray(vector), k, kinds=[kind]))
     return sorted(hits, key=lambda h: h.score, reverse=True)[:k]
+
+
+def rerank_hits(
+    query: Any,
+    hits: Sequence[Hit],
+    reranker: Any,
+    *,
+    top_n: int | None = None,
+    encoder: Any = None,
+    errors: list[InputError] | None = None,
+) -> list[Hit]:
+    """The hits in the reranker's order (best first, ``top_n`` kept), each with its ``rerank_score``.
+
+    Each kind is reranked with the instruction its retrieval task calls for (the reranker's words for that task,
+    e.g. Qwen3-VL-Reranker is evaluated with the embedder's query instruction); the scores are comparable across
+    calls, so the kinds merge on them. A hit whose file is gone or broken is dropped (and recorded in ``errors``).
+    """
+    from dataclasses import replace as _replace
+
+    from .documents import input_for_metadata
+
+    tasks = task_for_kind(encoder) if encoder is not None else dict(TASK_FOR_KIND)
+    groups: dict[str, list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault(hit.kind, []).append(hit)
+    scored: list[Hit] = []
+    for kind, group in groups.items():
+        candidates, kept = [], []
+        for hit in group:
+            try:
+                candidates.append(input_for_metadata(hit.metadata))
+                kept.append(hit)
+            except (InputError, ValueError) as exc:
+                problem = InputError(f"cannot rerank it: {exc}", source=hit.label)
+                if errors is None:
+                    log.warning("%s", problem)
+                else:
+                    errors.append(problem)
+        found: list[InputError] = []
+        for index, score in reranker.rerank(query, candidates, task=tasks.get(kind), errors=found):
+            scored.append(_replace(kept[index], rerank_score=float(score)))
+        if errors is not None:
+            errors.extend(InputError(e.reason, source=kept[e.index or 0].label) for e in found)
+        elif found:
+            log.warning("%d hit(s) could not be reranked: %s", len(found), found[0])
+    scored.sort(key=lambda h: (-(h.rerank_score or 0.0), -h.score))
+    return scored[:top_n] if top_n is not None else scored

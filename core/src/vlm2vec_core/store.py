@@ -51,6 +51,7 @@ class Hit:
     id: str
     score: float  # cosine similarity
     metadata: dict[str, Any]
+    rerank_score: float | None = None  # the second stage's score in (0, 1), when there was one
 
     @property
     def kind(self) -> str:
