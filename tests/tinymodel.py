@@ -419,12 +419,13 @@ def build_tiny_qwen3vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0)
     return out
 
 
-def build_full_size_qwen3vl_checkpoint(out: Path, *, seed: int = 0) -> Path:
-    """Qwen3-VL-2B's exact architecture with random weights (default init, std 0.02) in bf16: timing only."""
+def build_full_size_qwen3vl_checkpoint(out: Path, *, seed: int = 0, extra_sentences: tuple[str, ...] = ()) -> Path:
+    """Qwen3-VL-2B's exact architecture with random weights (default init, std 0.02) in bf16: timing only
+    (``extra_sentences=RERANK_SENTENCES`` for Qwen3-VL-Reranker-2B's, whose vocabulary needs yes and no)."""
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
-    tokenizer = build_qwen3vl_tokenizer()
+    tokenizer = build_qwen3vl_tokenizer(extra_sentences=extra_sentences)
     config = build_qwen3vl_config(tokenizer, QWEN3VL_2B_TEXT, QWEN3VL_2B_VISION)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).to(torch.bfloat16)

@@ -375,6 +375,8 @@ def parse_rerank(body: Any, *, max_inputs: int = 2048) -> RerankRequest:
     if "query" not in body:
         raise RequestError(422, "'query' is required")
     documents = body.get("documents")
+    if isinstance(documents, dict):  # vLLM takes one document object as well as a list
+        documents = [documents]
     if not isinstance(documents, list) or not documents:
         raise RequestError(422, "'documents' must be a non-empty list")
     if len(documents) > max_inputs:
