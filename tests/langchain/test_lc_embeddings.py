@@ -21,6 +21,7 @@ def test_all_is_pinned() -> None:
     assert langchain_vlm2vec.__all__ == [
         "VLM2VecEmbeddings",
         "VLM2VecPDFLoader",
+        "VLM2VecRerank",
         "VLM2VecRetriever",
         "VLM2VecSearchInput",
         "VLM2VecSearchTool",
