@@ -50,7 +50,7 @@ def test_in_a_real_chroma_collection(tiny_model_dir: Path, tiny_encoder: VLM2Vec
     again = chromadb.PersistentClient(path=str(tmp_path / "db")).get_collection("docs")
     rebuilt = again.configuration["embedding_function"]
     assert isinstance(rebuilt, VLM2VecEmbeddingFunction)
-    assert rebuilt.get_config()["model"] == str(tiny_model_dir) and rebuilt.task == "visdoc"
+    assert rebuilt.get_config()["model"] == str(tiny_model_dir) and rebuilt.task is None
 
 
 def test_family_and_truncation_are_in_the_config_and_reach_the_encoder(tmp_path: Path):

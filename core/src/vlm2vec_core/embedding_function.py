@@ -31,7 +31,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
     """``VLM2VecEmbeddingFunction(model=...)``, ``(remote="http://gpu:8000")`` or ``(encoder=shared_encoder)``.
 
-    ``task`` picks the preset for texts and images (``visdoc`` by default), ``clip_task`` the one for clips
+    ``task`` picks the preset for texts and images (the family's for pages by default: ``visdoc`` for most),
+    ``clip_task`` the one for clips
     (``moment``); documents use the preset's document side, ``embed_query`` its query side. ``family`` and
     ``truncate_dim`` go to the encoder built from ``model`` or ``remote`` (default: the family detected from
     the checkpoint, full-size vectors); both are kept in the collection's config.
@@ -44,7 +45,7 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
         encoder: Encoder | None = None,
         remote: str | None = None,
         api_key_env: str = "VLM2VEC_API_KEY",
-        task: str = "visdoc",
+        task: str | None = None,
         clip_task: str = "moment",
         device: str | None = None,
         family: str | None = None,
@@ -157,7 +158,7 @@ class VLM2VecEmbeddingFunction(EmbeddingFunction[Embeddable]):
             config.get("model", DEFAULT_MODEL),
             remote=config.get("remote"),
             api_key_env=config.get("api_key_env", "VLM2VEC_API_KEY"),
-            task=config.get("task", "visdoc"),
+            task=config.get("task"),
             clip_task=config.get("clip_task", "moment"),
             family=config.get("family"),
             truncate_dim=config.get("truncate_dim"),

@@ -29,9 +29,9 @@ class Encoder(Protocol):
         errors: list[InputError] | None = None,
     ) -> np.ndarray: ...
 
-    def encode_queries(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray: ...
+    def encode_queries(self, inputs: Sequence[Any], *, task: str | None = None, **kwargs: Any) -> np.ndarray: ...
 
-    def encode_documents(self, inputs: Sequence[Any], *, task: str = "visdoc", **kwargs: Any) -> np.ndarray: ...
+    def encode_documents(self, inputs: Sequence[Any], *, task: str | None = None, **kwargs: Any) -> np.ndarray: ...
 
 
 class PresetMixin:
@@ -54,24 +54,31 @@ class PresetMixin:
         self,
         inputs: Sequence[Any],
         *,
-        task: str = "visdoc",
+        task: str | None = None,
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
-        """Embed queries with the task's query instruction (``instruction=`` overrides it)."""
-        return self.encode(inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs)
+        """Embed queries with the task's query instruction (``instruction=`` overrides it); without ``task``, the
+        family's task for document pages (``visdoc`` for most families)."""
+        return self.encode(
+            inputs,
+            instruction=resolve_instruction(task or default_task(self.family), "query", instruction, self.family),
+            **kwargs,
+        )
 
     def encode_documents(
         self,
         inputs: Sequence[Any],
         *,
-        task: str = "visdoc",
+        task: str | None = None,
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Embed documents (pages, clips, images, texts) with the task's document instruction."""
         return self.encode(
-            inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs
+            inputs,
+            instruction=resolve_instruction(task or default_task(self.family), "document", instruction, self.family),
+            **kwargs,
         )
 
     async def aencode(
@@ -97,31 +104,40 @@ class PresetMixin:
         self,
         inputs: Sequence[Any],
         *,
-        task: str = "visdoc",
+        task: str | None = None,
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         return await self.aencode(
-            inputs, instruction=resolve_instruction(task, "query", instruction, self.family), **kwargs
+            inputs,
+            instruction=resolve_instruction(task or default_task(self.family), "query", instruction, self.family),
+            **kwargs,
         )
 
     async def aencode_documents(
         self,
         inputs: Sequence[Any],
         *,
-        task: str = "visdoc",
+        task: str | None = None,
         instruction: Instruction | str | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         return await self.aencode(
-            inputs, instruction=resolve_instruction(task, "document", instruction, self.family), **kwargs
+            inputs,
+            instruction=resolve_instruction(task or default_task(self.family), "document", instruction, self.family),
+            **kwargs,
         )
+
+
+def default_task(family: Any) -> str:
+    """The task a family's pages are embedded with (visdoc for most; UniME-V2, trained on images only: image)."""
+    return str(family.task_for_kind.get("page", "visdoc")) if family is not None else "visdoc"
 
 
 def encode_by_task(
     encoder: Encoder,
     inputs: Sequence[Any],
-    tasks: Sequence[str],
+    tasks: Sequence[str | None],
     *,
     role: str = "document",
     errors: list[InputError] | None = None,
@@ -149,7 +165,7 @@ def encode_by_task(
 async def aencode_by_task(
     encoder: Encoder,
     inputs: Sequence[Any],
-    tasks: Sequence[str],
+    tasks: Sequence[str | None],
     *,
     role: str = "document",
     errors: list[InputError] | None = None,
@@ -177,16 +193,16 @@ async def aencode_by_task(
 
 
 def _for(
-    task: str, instructions: Mapping[str, Instruction | str | None] | None, kwargs: dict[str, Any]
+    task: str | None, instructions: Mapping[str, Instruction | str | None] | None, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    override = (instructions or {}).get(task)
+    override = (instructions or {}).get(task)  # type: ignore[arg-type]  # a None task is a key too
     return {**kwargs, "instruction": override} if override is not None else kwargs
 
 
-def _task_groups(inputs: Sequence[Any], tasks: Sequence[str]) -> dict[str, list[int]]:
+def _task_groups(inputs: Sequence[Any], tasks: Sequence[str | None]) -> dict[str | None, list[int]]:
     if len(tasks) != len(inputs):
         raise ValueError(f"one task per input: got {len(tasks)} tasks for {len(inputs)} inputs")
-    groups: dict[str, list[int]] = {}
+    groups: dict[str | None, list[int]] = {}
     for position, task in enumerate(tasks):
         groups.setdefault(task, []).append(position)
     return groups

@@ -18,7 +18,7 @@ from langchain_core.embeddings import Embeddings
 from vlm2vec_core import Encoder, Input, get_preset, input_for_metadata
 from vlm2vec_core.loading import DEFAULT_MODEL
 from vlm2vec_core.media import from_data_url
-from vlm2vec_core.protocol import encode_by_task
+from vlm2vec_core.protocol import default_task, encode_by_task
 
 # Vectors already computed from pages and clips, handed to a vector store's own add_documents (see
 # add_media_documents): while set, embed_documents returns them instead of embedding the captions.
@@ -32,7 +32,8 @@ class VLM2VecEmbeddings(Embeddings):
     Pass ``model`` (a Hub id or a local directory; ``family=`` when the checkpoint cannot tell its family,
     ``truncate_dim=`` for a Matryoshka size, ``device=`` and the other ``VLM2VecEncoder`` options go alongside;
     the model loads on first use) or an existing vlm2vec-core ``encoder`` (local, remote or fake).
-    Texts, queries and images use the ``task`` preset (``"visdoc"``: question -> page), videos and clips the
+    Texts, queries and images use the ``task`` preset (default: the family's for pages, ``"visdoc"`` (question ->
+    page) for most; UniME-V2's is ``"image"``), videos and clips the
     ``video_task`` preset (``"moment"``: question -> clip); ``query_instruction`` / ``document_instruction``
     override the preset's strings. Vectors are lists of Python floats, L2-normalised.
     """
@@ -42,7 +43,7 @@ class VLM2VecEmbeddings(Embeddings):
         model: str | os.PathLike[str] | None = None,
         *,
         encoder: Encoder | None = None,
-        task: str = "visdoc",
+        task: str | None = None,
         video_task: str = "moment",
         query_instruction: str | None = None,
         document_instruction: str | None = None,
@@ -58,7 +59,8 @@ class VLM2VecEmbeddings(Embeddings):
             raise ValueError("pass either encoder= or model= (with its options), not both")
         if encoder is not None and not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be a vlm2vec_core encoder, not {type(encoder).__name__}")
-        get_preset(task)  # unknown names fail here, listing the presets
+        if task is not None:
+            get_preset(task)  # unknown names fail here, listing the presets
         get_preset(video_task)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -95,20 +97,20 @@ class VLM2VecEmbeddings(Embeddings):
         pending = _PRECOMPUTED.get()
         if pending is not None:
             return _take(pending, texts)
-        return _floats(self._encode("encode_documents", list(texts), self.task, self.document_instruction))
+        return _floats(self._encode("encode_documents", list(texts), self.page_task, self.document_instruction))
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a question with the ``task`` preset's query instruction."""
-        return _floats(self._encode("encode_queries", [text], self.task, self.query_instruction))[0]
+        return _floats(self._encode("encode_queries", [text], self.page_task, self.query_instruction))[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         pending = _PRECOMPUTED.get()
         if pending is not None:
             return _take(pending, texts)
-        return _floats(await self._aencode("encode_documents", list(texts), self.task, self.document_instruction))
+        return _floats(await self._aencode("encode_documents", list(texts), self.page_task, self.document_instruction))
 
     async def aembed_query(self, text: str) -> list[float]:
-        return _floats(await self._aencode("encode_queries", [text], self.task, self.query_instruction))[0]
+        return _floats(await self._aencode("encode_queries", [text], self.page_task, self.query_instruction))[0]
 
     # -- images and videos ----------------------------------------------------------------------------------
 
@@ -117,12 +119,14 @@ class VLM2VecEmbeddings(Embeddings):
 
         The name langchain-chroma's ``add_images`` and chromadb look for.
         """
-        return _floats(self._encode("encode_documents", _images(uris), self.task, self.document_instruction))
+        return _floats(self._encode("encode_documents", _images(uris), self.page_task, self.document_instruction))
 
     embed_images = embed_image
 
     async def aembed_image(self, uris: Sequence[Any]) -> list[list[float]]:
-        return _floats(await self._aencode("encode_documents", _images(uris), self.task, self.document_instruction))
+        return _floats(
+            await self._aencode("encode_documents", _images(uris), self.page_task, self.document_instruction)
+        )
 
     aembed_images = aembed_image
 
@@ -137,12 +141,12 @@ class VLM2VecEmbeddings(Embeddings):
 
     def embed_media_documents(self, documents: Sequence[Document]) -> list[list[float]]:
         """Embed what loader Documents point at (the page image, the clip's frames), never their text."""
-        inputs, tasks = _media_inputs(documents, self.task, self.video_task)
+        inputs, tasks = _media_inputs(documents, self.page_task, self.video_task)
         vectors = encode_by_task(
             self.encoder,
             inputs,
             tasks,
-            instructions={self.task: self.document_instruction},
+            instructions={self.page_task: self.document_instruction},
             batch_size=self.batch_size,
             show_progress=self.show_progress,
         )
@@ -152,6 +156,11 @@ class VLM2VecEmbeddings(Embeddings):
         return await asyncio.to_thread(self.embed_media_documents, documents)
 
     # -- plumbing -------------------------------------------------------------------------------------------
+
+    @property
+    def page_task(self) -> str:
+        """``task``, or the encoder family's own task for pages (``visdoc`` for most; UniME-V2's ``image``)."""
+        return self.task or default_task(getattr(self.encoder, "family", None))
 
     def _encode(self, method: str, inputs: list[Any], task: str, instruction: str | None) -> np.ndarray:
         encode = getattr(self.encoder, method)

@@ -12,12 +12,11 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator
 
-from vlm2vec_core import Input, InputError, input_for_metadata, input_for_reference
+from vlm2vec_core import Input, InputError, input_for_reference
 from vlm2vec_core.media import from_data_url
-from vlm2vec_core.rerank import DEFAULT_RERANKER
+from vlm2vec_core.rerank import DEFAULT_RERANKER, candidate_for
 
 log = logging.getLogger(__name__)
-_MEDIA_KINDS = ("page", "clip", "image")  # what the loaders write in metadata["kind"]
 
 
 class VLM2VecRerank(BaseDocumentCompressor):
@@ -46,13 +45,9 @@ class VLM2VecRerank(BaseDocumentCompressor):
     @field_validator("reranker", mode="before")
     @classmethod
     def _build_reranker(cls, value: Any) -> Any:
-        if isinstance(value, (str, os.PathLike)):
-            from vlm2vec_core.rerank import Reranker
+        from vlm2vec_core.rerank import resolve_reranker
 
-            return Reranker(os.fspath(value))
-        if not callable(getattr(value, "rerank", None)):
-            raise TypeError(f"reranker must be a model name or have a rerank method, not {type(value).__name__}")
-        return value
+        return resolve_reranker(value)
 
     def rerank(self, documents: Sequence[Document], query: Any) -> list[tuple[int, float]]:
         """(index into ``documents``, score) pairs, best first, ``top_n`` of them. ``query`` is a question (a str
@@ -102,10 +97,7 @@ class VLM2VecRerank(BaseDocumentCompressor):
 
 def candidate(document: Document) -> Input:
     """What the reranker judges for a Document: a page's or image's picture, a clip's frames, else its text."""
-    metadata = document.metadata
-    if metadata.get("kind") in _MEDIA_KINDS and (metadata.get("reference") or metadata.get("image_path")):
-        return input_for_metadata(metadata)
-    return Input(text=document.page_content)
+    return candidate_for(document.metadata, document.page_content)
 
 
 def _candidates(documents: Sequence[Document]) -> tuple[list[Input], list[int]]:

@@ -8,6 +8,7 @@ left padding and the last token.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..media import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, RESAMPLE, TINY_SIDE, TINY_SIZE, smart_resize
@@ -99,67 +100,37 @@ VLM2VEC_V2 = Profile(
     empty_input="two spaces",
 )
 
-VLM2VEC_V1 = Profile(
+VLM2VEC_V1 = replace(
+    VLM2VEC_V2,
     name="vlm2vec-v1",
     title="VLM2Vec-V1 (Qwen2-VL)",
-    backbone="qwen2-vl",
     hub_ids=("TIGER-Lab/VLM2Vec-Qwen2VL-2B", "TIGER-Lab/VLM2Vec-Qwen2VL-7B"),
-    weights="adapter",
-    licence="Apache-2.0",
-    presets=dict(PRESETS),
-    refused={},
-    render=render_raw,
-    chat_prompt=False,
-    factor=PATCH_FACTOR,
-    min_pixels=MIN_PIXELS,
-    max_pixels=MAX_PIXELS,
-    caps_from_checkpoint=False,
     fit_image=_fit_squashed_image,
-    video="video",
-    num_frames=8,
-    frame_indices=two_stage_frame_indices,
     fit_video=_fit_squashed_frames,
-    positions="1d",
-    padding_side="left",
-    max_length=None,
-    matryoshka=(),
     dims={"TIGER-Lab/VLM2Vec-Qwen2VL-2B": 1536, "TIGER-Lab/VLM2Vec-Qwen2VL-7B": 3584},
     published={
         "TIGER-Lab/VLM2Vec-Qwen2VL-2B": Published(59.7, 29.0, 41.6, 47.0, 49.8),
         "TIGER-Lab/VLM2Vec-Qwen2VL-7B": Published(65.5, 34.0, 46.4, 52.3, 56.9),
     },
     good_at="MMEB-V1 image tasks (7B); superseded by V2 for video and documents",
-    empty_input="two spaces",
 )
 
-UNIME_V2 = Profile(
+UNIME_V2 = replace(
+    VLM2VEC_V1,
     name="unime-v2",
     title="UniME-V2 (Qwen2-VL)",
-    backbone="qwen2-vl",
     hub_ids=("TianchengGu/UniME-V2-Qwen2VL-2B", "TianchengGu/UniME-V2-Qwen2VL-7B"),
     weights="full",
-    licence="Apache-2.0",
     presets={name: PRESETS[name] for name in _IMAGE_TASKS},
     refused={
         name: "UniME-V2 was trained on MMEB-V1's image tasks only (no video, no visual documents)"
         for name in PRESETS
         if name not in _IMAGE_TASKS
     },
-    render=render_raw,
-    chat_prompt=False,
-    factor=PATCH_FACTOR,
-    min_pixels=MIN_PIXELS,
     max_pixels=QWEN2VL_MAX_PIXELS,
     caps_from_checkpoint=True,
-    fit_image=_fit_squashed_image,
     video="none",
-    num_frames=8,
-    frame_indices=two_stage_frame_indices,
-    fit_video=_fit_squashed_frames,
-    positions="1d",
-    padding_side="left",
     max_length=4096,
-    matryoshka=(),
     dims={"TianchengGu/UniME-V2-Qwen2VL-2B": 1536, "TianchengGu/UniME-V2-Qwen2VL-7B": 3584},
     published={
         "TianchengGu/UniME-V2-Qwen2VL-2B": Published(note="MMEB-V1 63.6"),
@@ -167,4 +138,5 @@ UNIME_V2 = Profile(
     },
     task_for_kind={"page": "image", "image": "image"},
     good_at="MMEB-V1 image retrieval and classification; images only",
+    empty_input="",
 )

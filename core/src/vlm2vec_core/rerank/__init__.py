@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..families.rerankers import DEFAULT_RERANKER, RERANKERS, RerankProfile, get_reranker_family
-from .base import RerankerProtocol, RerankMixin, as_candidate
+from .base import RerankerProtocol, RerankMixin, as_candidate, candidate_for, prepare_sides, resolve_reranker
 from .fake import FakeReranker
 
 if TYPE_CHECKING:
@@ -27,7 +27,10 @@ __all__ = [
     "Reranker",
     "RerankerProtocol",
     "as_candidate",
+    "candidate_for",
     "get_reranker_family",
+    "prepare_sides",
+    "resolve_reranker",
 ]
 
 

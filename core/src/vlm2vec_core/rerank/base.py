@@ -82,6 +82,65 @@ class RerankMixin:
         return await asyncio.to_thread(self.rerank, query, documents, **kwargs)
 
 
+def resolve_reranker(value: Any) -> Any:
+    """A model name or folder -> a local ``Reranker`` (loaded on first use); anything with ``rerank`` passes."""
+    import os
+
+    if isinstance(value, (str, os.PathLike)):
+        from .local import Reranker
+
+        return Reranker(os.fspath(value))
+    if not callable(getattr(value, "rerank", None)):
+        raise TypeError(f"reranker must be a model name or have a rerank method, not {type(value).__name__}")
+    return value
+
+
+def candidate_for(metadata: dict[str, Any], text: str) -> Input:
+    """What a reranker judges for a stored item: a page's or image's picture, a clip's frames (from vlm2vec's
+    metadata), else its text."""
+    from ..documents import input_for_metadata
+
+    if metadata.get("kind") in ("page", "clip", "image") and (metadata.get("reference") or metadata.get("image_path")):
+        return input_for_metadata(metadata)
+    return Input(text=text)
+
+
+def prepare_sides(
+    query: Any,
+    documents: Sequence[Any],
+    limits: Any,
+    media: Any,
+    errors: list[InputError] | None,
+    map_fn: Any = map,
+) -> tuple[Any, list[Any]]:
+    """The query (once) and the good documents prepared by the family's media rules (bad documents recorded in
+    ``errors``, or raised when it is None); a bad query always raises. ``map_fn``: e.g. a thread pool's map."""
+    from ..errors import report
+    from ..prepare import prepare_or_error
+    from ..tasks import Instruction
+
+    if isinstance(documents, (str, bytes)):
+        raise TypeError("documents must be a list; wrap a single document in a list")
+    q = prepare_or_error(as_candidate(query), 0, Instruction(), limits, media)
+    if isinstance(q, InputError):
+        raise InputError(q.reason, source=q.source, location="the query")
+
+    def one(pair: tuple[int, Any]) -> Any:
+        index, raw = pair
+        try:
+            return prepare_or_error(as_candidate(raw), index, Instruction(), limits, media)
+        except TypeError as exc:
+            return InputError(str(exc), location=f"input {index}", index=index)
+
+    prepared = []
+    for d in map_fn(one, list(enumerate(documents))):
+        if isinstance(d, InputError):
+            report(d, errors)
+        else:
+            prepared.append(d)
+    return q, prepared
+
+
 def as_candidate(item: Any) -> Input:
     """A query or a document as an Input: a str naming an existing file or a reference (``report.pdf#page=3``,
     ``talk.mp4#t=10,20``, ``photo.png``) is that file's content, any other str is text; Items, Pages, VideoClips,

@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, report
+from ..errors import InputError
 from ..families.rerankers import RerankProfile, Side, get_reranker_family
-from ..prepare import MediaLimits, prepare_or_error
-from ..tasks import Instruction
-from .base import RerankMixin, as_candidate
+from ..prepare import MediaLimits
+from .base import RerankMixin, prepare_sides
 
 _WORD = re.compile(r"\w+")
 
@@ -38,22 +37,11 @@ class FakeReranker(RerankMixin):
         task: str | None = None,
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
-        if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be a list; wrap a single document in a list")
-        q = prepare_or_error(as_candidate(query), 0, Instruction(), self.limits, self.family.media)
-        if isinstance(q, InputError):
-            raise q
+        q, docs = prepare_sides(query, documents, self.limits, self.family.media, errors)
         words = set(_WORD.findall((q.text or "").lower()))
         text = self.family.instruction_for(task, instruction)
         out = []
-        for index, raw in enumerate(documents):
-            try:
-                doc = prepare_or_error(as_candidate(raw), index, Instruction(), self.limits, self.family.media)
-            except TypeError as exc:
-                doc = InputError(str(exc), location=f"input {index}", index=index)
-            if isinstance(doc, InputError):
-                report(doc, errors)
-                continue
+        for doc in docs:
             prompt = self.family.render(text, _side(q), _side(doc))
             self.prompts.append(prompt)
             digest = hashlib.blake2b(prompt.encode(), digest_size=8)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, report
+from ..errors import InputError
 from ..families.rerankers import (
     DEFAULT_RERANKER,
     RerankProfile,
@@ -27,10 +27,9 @@ from ..families.rerankers import (
     get_reranker_family,
 )
 from ..loading import Checkpoint, resolve_checkpoint
-from ..prepare import MediaLimits, Prepared, prepare_or_error
+from ..prepare import MediaLimits, Prepared
 from ..runner import Backbone, Media, torch_module
-from ..tasks import Instruction
-from .base import RerankMixin, as_candidate
+from .base import RerankMixin, prepare_sides
 
 log = logging.getLogger(__name__)
 KEEP_TAIL = 5  # Qwen3-VL-Reranker never cuts the last tokens (the end of the turn and the generation prompt)
@@ -156,34 +155,20 @@ class Reranker(RerankMixin):
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
         """One score in (0, 1) per document, in input order (bad documents left out when ``errors`` is a list)."""
-        if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be a list; wrap a single document in a list")
         self.load()
         family, limits = self.family, self.limits
-        q = prepare_or_error(as_candidate(query), 0, Instruction(), limits, family.media)
-        if isinstance(q, InputError):
-            raise InputError(q.reason, source=q.source, location="the query")
         text = family.instruction_for(task, instruction)
-        docs = list(documents)
-
-        def pair(index: int) -> _Pair | InputError:
-            try:
-                d = prepare_or_error(as_candidate(docs[index]), index, Instruction(), limits, family.media)
-            except TypeError as exc:
-                return InputError(str(exc), location=f"input {index}", index=index)
-            if isinstance(d, InputError):
-                return d
-            prompt = family.render(text, _side(q), _side(d))
-            return _Pair(index, prompt, [*_media(q), *_media(d)], q.visual_tokens + d.visual_tokens + len(prompt) // 4)
-
         with ThreadPoolExecutor(self.workers, thread_name_prefix="vlm2vec-rerank") as pool:
-            results = list(pool.map(pair, range(len(docs))))
-        pairs: list[_Pair] = []
-        for result in results:
-            if isinstance(result, InputError):
-                report(result, errors)
-            else:
-                pairs.append(result)
+            q, docs = prepare_sides(query, documents, limits, family.media, errors, pool.map)
+        pairs = [
+            _Pair(
+                d.index,
+                family.render(text, _side(q), _side(d)),
+                [*_media(q), *_media(d)],
+                q.visual_tokens + d.visual_tokens + len(d.text or ""),
+            )
+            for d in docs
+        ]
         scores: dict[int, float] = {}
         with self._lock:
             ordered = sorted(pairs, key=lambda p: p.length, reverse=True)

@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, report
+from ..errors import InputError
 from ..families.rerankers import RERANKERS, RerankProfile, detect_reranker_family, get_reranker_family
-from ..prepare import MediaLimits, prepare_or_error
+from ..prepare import MediaLimits
 from ..remote import HttpService, RemoteError
-from ..tasks import Instruction
 from ..wire import rerank_part
-from .base import RerankMixin, as_candidate
+from .base import RerankMixin, prepare_sides
 
 
 class RemoteReranker(HttpService, RerankMixin):
@@ -90,24 +89,10 @@ class RemoteReranker(HttpService, RerankMixin):
         task: str | None = None,
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
-        if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be a list; wrap a single document in a list")
-        family, limits = self.family, self.limits
-        q = prepare_or_error(as_candidate(query), 0, Instruction(), limits, family.media)
-        if isinstance(q, InputError):
-            raise InputError(q.reason, source=q.source, location="the query")
-        good: list[int] = []
-        parts: list[Any] = []
-        for index, raw in enumerate(documents):
-            try:
-                d = prepare_or_error(as_candidate(raw), index, Instruction(), limits, family.media)
-            except TypeError as exc:
-                d = InputError(str(exc), location=f"input {index}", index=index)
-            if isinstance(d, InputError):
-                report(d, errors)
-                continue
-            good.append(index)
-            parts.append(rerank_part(d, self.media_format))
+        family = self.family
+        q, docs = prepare_sides(query, documents, self.limits, family.media, errors)
+        good = [d.index for d in docs]
+        parts = [rerank_part(d, self.media_format) for d in docs]
         if not good:
             return np.zeros(0, dtype=np.float32)
         body = {

@@ -21,7 +21,7 @@ from llama_index.core.schema import ImageType
 
 from vlm2vec_core import Encoder, Input, as_input, get_preset
 from vlm2vec_core.documents import input_for_reference
-from vlm2vec_core.protocol import aencode_by_task, encode_by_task
+from vlm2vec_core.protocol import aencode_by_task, default_task, encode_by_task
 
 DEFAULT_MODEL = "VLM2Vec/VLM2Vec-V2.0"
 dispatcher = instrument.get_dispatcher(__name__)
@@ -45,7 +45,10 @@ class VLM2VecEmbedding(MultiModalEmbedding):
 
     model_name: str = Field(default=DEFAULT_MODEL, description="Hub id or local directory of the checkpoint.")
     embed_batch_size: int = Field(default=8, gt=0, le=2048, description="Inputs per encoder call.")
-    task: str = Field(default="visdoc", description="Preset for queries, texts and images (vlm2vec_core.PRESETS).")
+    task: str | None = Field(
+        default=None,
+        description="Preset for queries, texts and images (vlm2vec_core.PRESETS); None: the family's for pages.",
+    )
     video_task: str = Field(default="moment", description="Preset whose document side embeds videos and clips.")
     query_instruction: str | None = Field(default=None, description="Overrides the preset's query instruction.")
     document_instruction: str | None = Field(default=None, description="Overrides the presets' document side.")
@@ -65,7 +68,8 @@ class VLM2VecEmbedding(MultiModalEmbedding):
         elif encoder is not None and "model_name" not in kwargs:
             kwargs["model_name"] = str(getattr(encoder, "model_name", type(encoder).__name__))
         super().__init__(**kwargs)
-        get_preset(self.task)  # an unknown task fails here, naming the valid ones
+        if self.task is not None:
+            get_preset(self.task)  # an unknown task fails here, naming the valid ones
         get_preset(self.video_task)
         self._encoder = encoder
 
@@ -86,6 +90,11 @@ class VLM2VecEmbedding(MultiModalEmbedding):
                     self._encoder = VLM2VecEncoder(self.model_name, device=self.device, **options)
         return self._encoder
 
+    @property
+    def page_task(self) -> str:
+        """``task``, or the encoder family's own task for pages (``visdoc`` for most; UniME-V2's ``image``)."""
+        return self.task or default_task(getattr(self.encoder, "family", None))
+
     def to_payload(self) -> dict[str, Any]:
         return {**super().to_payload(), "task": self.task, "video_task": self.video_task}
 
@@ -97,13 +106,15 @@ class VLM2VecEmbedding(MultiModalEmbedding):
 
     def _tasks(self, inputs: list[Input]) -> list[str]:
         """The document task of each input: videos and clips use ``video_task``, everything else ``task``."""
-        return [self.video_task if item.video is not None else self.task for item in inputs]
+        return [self.video_task if item.video is not None else self.page_task for item in inputs]
 
     def _queries(self, queries: Sequence[str]) -> list[Embedding]:
-        return _rows(self.encoder.encode_queries(list(queries), task=self.task, **self._options("query")))
+        return _rows(self.encoder.encode_queries(list(queries), task=self.page_task, **self._options("query")))
 
     async def _aqueries(self, queries: Sequence[str]) -> list[Embedding]:
-        vectors = await _acall(self.encoder, "encode_queries", list(queries), task=self.task, **self._options("query"))
+        vectors = await _acall(
+            self.encoder, "encode_queries", list(queries), task=self.page_task, **self._options("query")
+        )
         return _rows(vectors)
 
     def _documents(self, inputs: list[Input]) -> list[Embedding]:
@@ -115,7 +126,7 @@ class VLM2VecEmbedding(MultiModalEmbedding):
     def _document_options(self) -> dict[str, Any]:
         """``document_instruction`` overrides ``task``'s preset; clips keep ``video_task``'s."""
         options = self._options("document")
-        return {**options, "instruction": None, "instructions": {self.task: options["instruction"]}}
+        return {**options, "instruction": None, "instructions": {self.page_task: options["instruction"]}}
 
     # -- LlamaIndex hooks: single items and batches, sync and async -------------------------------------------
 

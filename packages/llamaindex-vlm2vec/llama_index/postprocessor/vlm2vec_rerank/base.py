@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import replace
 from typing import Any
 
@@ -15,8 +14,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode, NodeWithScore, QueryBundle
 
-from vlm2vec_core import Input, InputError, input_for_metadata, input_for_reference
-from vlm2vec_core.rerank import DEFAULT_RERANKER
+from vlm2vec_core import Input, InputError, input_for_reference
+from vlm2vec_core.rerank import DEFAULT_RERANKER, candidate_for
 
 log = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
@@ -45,13 +44,9 @@ class VLM2VecRerank(BaseNodePostprocessor):
     @field_validator("reranker", mode="before")
     @classmethod
     def _build_reranker(cls, value: Any) -> Any:
-        if isinstance(value, (str, os.PathLike)):
-            from vlm2vec_core.rerank import Reranker
+        from vlm2vec_core.rerank import resolve_reranker
 
-            return Reranker(os.fspath(value))
-        if not callable(getattr(value, "rerank", None)):
-            raise TypeError(f"reranker must be a model name or have a rerank method, not {type(value).__name__}")
-        return value
+        return resolve_reranker(value)
 
     @classmethod
     def class_name(cls) -> str:
@@ -142,7 +137,7 @@ def candidate(node: BaseNode) -> Any:
     """What the reranker judges for a node: a page's or image's picture, a clip's frames, else the node's text."""
     metadata = node.metadata
     if metadata.get("kind") in _MEDIA_KINDS and (metadata.get("reference") or metadata.get("image_path")):
-        return input_for_metadata(metadata)  # vlm2vec's readers: the cached page image, the clip's span
+        return candidate_for(metadata, "")  # vlm2vec's readers: the cached page image, the clip's span
     if isinstance(node, ImageNode):
         if node.image_path or metadata.get("file_path"):
             return input_for_reference(node.image_path or metadata["file_path"])
