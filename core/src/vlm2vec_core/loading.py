@@ -34,9 +34,11 @@ class Checkpoint:
     processor: Path  # tokenizer and preprocessor files
 
 
-def resolve_checkpoint(model: str | Path, base_model: str | Path | None = None) -> Checkpoint:
+def resolve_checkpoint(
+    model: str | Path, base_model: str | Path | None = None, *, hint: str = "pass --model DIR (model=DIR)"
+) -> Checkpoint:
     """Find the model's files (a local directory or a Hub snapshot) and tell adapter from full weights."""
-    root = _local_dir(model)
+    root = _local_dir(model, hint=hint)
     adapter_config = root / "adapter_config.json"
     if adapter_config.is_file():
         base_name = base_model or json.loads(adapter_config.read_text())["base_model_name_or_path"]
@@ -54,7 +56,7 @@ def _has_processor(path: Path) -> bool:
     return any((path / f).is_file() for f in _PROCESSOR_FILES) and any((path / f).is_file() for f in _TOKENIZER_FILES)
 
 
-def _local_dir(model: str | Path, adapter_of: str | None = None) -> Path:
+def _local_dir(model: str | Path, adapter_of: str | None = None, hint: str = "pass --model DIR (model=DIR)") -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
@@ -70,7 +72,7 @@ def _local_dir(model: str | Path, adapter_of: str | None = None) -> Path:
         return Path(snapshot_download(name))
     except (OSError, HfHubHTTPError, ValueError) as exc:  # offline, no such repo, gated, bad id
         what = f"base model {name!r} of adapter {adapter_of!r}" if adapter_of else f"model {name!r}"
-        hint = "pass base_model=DIR" if adapter_of else "pass --model DIR (model=DIR)"
+        hint = "pass base_model=DIR" if adapter_of else hint
         raise ModelNotFoundError(
             f"Could not get the weights of the {what} ({type(exc).__name__}): download it where there is "
             f"network (`hf download {name} --local-dir DIR`) and {hint}."

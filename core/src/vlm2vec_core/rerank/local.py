@@ -83,7 +83,7 @@ class Reranker(RerankMixin):
     @property
     def checkpoint(self) -> Checkpoint:
         if self._checkpoint is None:
-            self._checkpoint = resolve_checkpoint(self.model_name)
+            self._checkpoint = resolve_checkpoint(self.model_name, hint="pass --rerank DIR (Reranker(DIR))")
         return self._checkpoint
 
     @property
