@@ -188,3 +188,51 @@ def test_fake_reranker_shares_the_protocol_and_validation(tmp_path: Path):
     broken.write_bytes(b"junk")
     errors: list[InputError] = []
     assert fake.score("q", ["a", Input(image=broken)], errors=errors).shape == (1,) and errors[0].index == 1
+
+
+def _ref_picture(w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 255, w)[None, :, None]
+    y = np.linspace(0, 255, h)[:, None, None]
+    px = np.clip(x * 0.6 + y * 0.4 * np.array([1, 0.5, 0.2]) + rng.normal(0, 30, (h, w, 3)), 0, 255)
+    return Image.fromarray(px.astype(np.uint8))
+
+
+def _ref_input(side: dict, tmp: Path, name: str) -> Input:
+    """A fixture side as the reference read it: PNG files for images and frames."""
+    image = video = None
+    if side.get("image"):
+        image = tmp / f"{name}.png"
+        _ref_picture(*side["image"]).save(image)
+    if side.get("video_frames"):
+        video = [_ref_picture(*spec) for spec in side["video_frames"]]
+    if image is None and video is None and side.get("text") is None:
+        return Input(text="NULL")  # an empty side: the official code writes the text NULL, as we render it
+    return Input(text=side.get("text"), image=image, video=video)
+
+
+def test_qwen3_reranker_matches_its_official_code(tiny_reranker: Reranker, tmp_path: Path):
+    """QwenLM/Qwen3-VL-Embedding's qwen3_vl_reranker.py on transformers 4.57.3, same tiny checkpoint."""
+    import json
+
+    from vlm2vec_core.prepare import prepare
+    from vlm2vec_core.rerank.local import _media, _side
+    from vlm2vec_core.tasks import Instruction
+
+    reference = json.loads((Path(__file__).parent / "fixtures" / "qwen3vl_reranker_official_tiny.json").read_text())
+    rr = tiny_reranker
+    backbone = rr._backbone
+    assert backbone is not None
+    for case in reference["cases"]:
+        query = _ref_input(case["query"], tmp_path, f"{case['name']}-q")
+        docs = [_ref_input(d, tmp_path, f"{case['name']}-{n}") for n, d in enumerate(case["documents"])]
+        instruction = rr.family.instruction_for(None, case["instruction"])
+        q = prepare(query, 0, Instruction(), rr.limits, rr.family.media)
+        for n, doc in enumerate(docs):
+            d = prepare(doc, 0, Instruction(), rr.limits, rr.family.media)
+            prompt = rr.family.render(instruction, _side(q), _side(d))
+            assert prompt == case["prompts"][n], (case["name"], n)
+            ids = backbone.features([(prompt, [*_media(q), *_media(d)])], rr._truncate())["input_ids"][0].tolist()
+            assert ids == case["input_ids"][n], (case["name"], n)
+        scores = rr.score(query, docs, instruction=case["instruction"])
+        np.testing.assert_allclose(scores, case["scores"], atol=TOL, err_msg=case["name"])
