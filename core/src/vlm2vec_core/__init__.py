@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         parse_reference,
         walk,
     )
+    from .evaluation import evaluate
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
     from .local import VLM2VecEncoder as LocalEncoder
@@ -38,6 +39,7 @@ _LAZY = {
     "Item": "documents",
     "iter_items": "documents",
     "walk": "documents",
+    "evaluate": "evaluation",
     "file_digest": "documents",
     "parse_reference": "documents",
     "input_for_reference": "documents",
@@ -73,6 +75,7 @@ __all__ = [
     "VideoClip",
     "as_input",
     "build_prompt",
+    "evaluate",
     "file_digest",
     "get_family",
     "get_preset",
