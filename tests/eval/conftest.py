@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from evalhelp import write_jsonl
+from evalhelp import CLIP_SECONDS, DPI, PAGES, Paged, write_jsonl
 
 from mediafixtures import make_image, make_pdf, make_video
-
-DPI = 72
-CLIP_SECONDS = 1.0
-PAGES = 4
-
-
-@dataclass
-class Paged:
-    """A folder (a PDF, a video, an image) indexed by the tiny checkpoint into ``db``, and labelled queries whose
-    queries are the PDF's own page images (rendered as the index rendered them)."""
-
-    corpus: Path
-    db: Path
-    cache: Path
-    queries: Path  # JSONL: one image query per page, its page relevant
-    pdf: Path
 
 
 @pytest.fixture(scope="session")

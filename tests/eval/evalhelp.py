@@ -8,11 +8,15 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlm2vec_core.store import ChromaStore
 
+DPI = 72  # how the `paged` fixture indexes its corpus
+CLIP_SECONDS = 1.0
+PAGES = 4
 CHAT_ENV = ("VLM2VEC_CHAT_BASE_URL", "VLM2VEC_CHAT_MODEL", "VLM2VEC_CHAT_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY")
 
 
@@ -35,3 +39,15 @@ def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
     env.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
     cmd = [sys.executable, "-m", "vlm2vec_core.cli", *map(str, args)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Paged:
+    """A folder (a PDF, a video, an image) indexed by the tiny checkpoint into ``db``, and labelled queries whose
+    queries are the PDF's own page images (rendered as the index rendered them)."""
+
+    corpus: Path
+    db: Path
+    cache: Path
+    queries: Path  # JSONL: one image query per page, its page relevant
+    pdf: Path

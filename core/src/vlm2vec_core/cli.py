@@ -73,7 +73,66 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reranker", default=None, metavar="MODEL", help="also serve a reranker on /v1/rerank")
     serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
     serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
+    _eval_options(commands)
     return parser
+
+
+def _eval_options(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure retrieval on labelled queries (nDCG, recall, MRR, hit rate), models and rerankers side by side",
+        description="QUERIES: a JSONL file ({id, query|image, relevant: [refs]}), a BEIR-style folder (queries.jsonl, "
+        "qrels/test.tsv, corpus/) or a folder with queries.jsonl and its corpus (what --make-synthetic writes).",
+    )
+    evaluate.add_argument("queries", nargs="?", type=Path, metavar="QUERIES")
+    evaluate.add_argument(
+        "--make-synthetic", type=Path, metavar="DIR", help="write a labelled demo corpus to DIR (with --model: run it)"
+    )
+    where = evaluate.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, default=None, help="an index (embedded Chroma folder) to evaluate over")
+    where.add_argument("--chroma-url", default=None, help="a `chroma run` server holding the index")
+    evaluate.add_argument("--collection", default="vlm2vec")
+    evaluate.add_argument(
+        "--corpus", type=Path, action="append", default=[], metavar="PATH", help="files or folders to index first"
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a configuration per --model (Hub id, local directory, or a served URL); default: the index's model",
+    )
+    evaluate.add_argument(
+        "--family", action="append", default=[], choices=list(FAMILIES), help="one for all models, or one per --model"
+    )
+    evaluate.add_argument(
+        "--truncate-dim", action="append", default=[], type=_positive_int, help="one for all, or one per --model"
+    )
+    evaluate.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
+    evaluate.add_argument("--api-key", default=None, help="for served models (default $VLM2VEC_API_KEY)")
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--max-pixels", type=_positive_int, default=None, help="pixel cap per image or frame")
+    evaluate.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default=None)
+    evaluate.add_argument(
+        "--rerank",
+        action="append",
+        nargs="?",
+        const=DEFAULT_RERANKER,
+        default=[],
+        metavar="MODEL",
+        help=f"also run each model with this reranker (default {DEFAULT_RERANKER}; a URL for a served one)",
+    )
+    evaluate.add_argument("--rerank-family", default=None, choices=list(RERANKERS), help="default: detected")
+    evaluate.add_argument(
+        "--candidates", action="append", default=[], type=_positive_int, help="hits to rerank (default 50; repeatable)"
+    )
+    evaluate.add_argument("--type", choices=["page", "clip", "image"], action="append", dest="types")
+    evaluate.add_argument("--split", default="test", help="the qrels split of a BEIR-style folder (default test)")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument("--per-query", action="store_true", help="also each query's figures, worst first")
+    evaluate.add_argument("--clip-seconds", type=float, default=10.0, help="when indexing (default 10)")
+    evaluate.add_argument("--dpi", type=float, default=144, help="when indexing (default 144)")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--cache-dir", type=Path, default=None, help="page images and thumbnails (default ~/.cache)")
 
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else (logging.INFO if args.command == "serve" else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask}
+    commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask, "eval": _eval}
     try:
         return commands[args.command](args)
     except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
@@ -434,6 +493,199 @@ def _reranker(model: str, family: str | None, args: argparse.Namespace) -> Any:
     if not reranker.family.open_licence:
         print(f"note: {reranker.family.title} is licensed {reranker.family.licence}", file=sys.stderr)
     return reranker
+
+
+def _eval(args: argparse.Namespace) -> int:
+    """``vlm2vec eval``: every configuration (model x reranker x candidates) over the same queries."""
+    from .errors import InputError, MissingDependencyError
+
+    if args.make_synthetic is not None:
+        from .synthetic import make_synthetic
+
+        print(make_synthetic(args.make_synthetic).summary(), file=sys.stderr if args.json else sys.stdout)
+        if args.queries is None and not args.model:
+            return 0
+        args.queries = args.queries or args.make_synthetic
+    if args.queries is None:
+        raise _Stop("give QUERIES (a JSONL file or a folder), or --make-synthetic DIR")
+    try:
+        return _run_eval(args)
+    except (InputError, MissingDependencyError) as exc:
+        raise _Stop(str(exc)) from exc
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_per_query, format_table, load_queries
+
+    queries = load_queries(args.queries, split=args.split)
+    if not queries.queries:
+        for bad in queries.problems:
+            print(f"  {bad}", file=sys.stderr)
+        raise _Stop(f"no usable labelled query in {args.queries}")
+    corpus = [*queries.corpus, *args.corpus]
+    missing = [str(p) for p in corpus if not p.exists()]
+    if missing:
+        raise _Stop(f"no such file or folder: {', '.join(missing)}")
+    main: Any = None
+    recorded: dict[str, Any] | None = None
+    if args.chroma_url or args.db is not None:
+        if args.db is not None and not args.db.exists() and not corpus:
+            raise _Stop(f"no index at {args.db}: run `vlm2vec index PATH --db {args.db}` first, or give --corpus PATH")
+        main = _store(args)
+        recorded = main.signature()
+        if main.count() == 0 and not corpus:
+            raise _Stop(f"the collection {args.collection!r} is empty: index it first, or give --corpus PATH")
+    elif not corpus:
+        raise _Stop("nothing to evaluate against: give --db DIR (an index) or --corpus PATH (files to index)")
+    specs = _eval_models(args, recorded)
+    rerankers = {name: _reranker(name, args.rerank_family, args) for name in dict.fromkeys(args.rerank)}
+    variants: list[tuple[str | None, int]] = [(None, 0)] + [
+        (name, n) for name in rerankers for n in (args.candidates or [50])
+    ]
+    from tqdm.auto import tqdm
+
+    from .loading import ModelNotFoundError
+
+    results = []
+    problems: list[str] = []
+    for spec in specs:
+        encoder, signature = _signed_encoder(spec)
+        _licence_note(encoder)
+        store, cleanup = _eval_store(args, main, signature, corpus, encoder, problems)
+        try:
+            for name, candidates in variants:
+                reranker = rerankers[name] if name is not None else None
+                with tqdm(total=len(queries.queries), desc="queries", unit=" q", disable=None, file=sys.stderr) as bar:
+                    try:
+                        result = evaluate(
+                            queries,
+                            encoder,
+                            store,
+                            reranker=reranker,
+                            candidates=candidates or 50,
+                            kinds=args.types,
+                            progress=bar,
+                        )
+                    except (ModelNotFoundError, UnknownFamilyError) as exc:
+                        raise _Stop(str(exc)) from exc
+                results.append(result)
+                problems += [str(p) for p in result.problems]
+        finally:
+            cleanup()
+    problems = list(dict.fromkeys(problems))
+    if args.json:
+        payload = {
+            "queries": str(args.queries),
+            "configurations": [r.to_dict(per_query=args.per_query, problems=False) for r in results],
+            "problems": problems,
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(results))
+        if args.per_query:
+            for result in results:
+                print()
+                print(format_per_query(result))
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return 0
+
+
+def _eval_models(args: argparse.Namespace, recorded: dict[str, Any] | None) -> list[argparse.Namespace]:
+    """One set of encoder options per --model (default: the index's model), with its --family and --truncate-dim."""
+    models = list(args.model) or [recorded["model"] if recorded and recorded.get("model") else DEFAULT_MODEL]
+    paired: dict[str, list[Any]] = {}
+    for option, values in (("family", args.family), ("truncate_dim", args.truncate_dim)):
+        if len(values) not in (0, 1, len(models)):
+            flag = "--" + option.replace("_", "-")
+            raise _Stop(f"give one {flag} for every model, or one per --model in order ({len(models)})")
+        paired[option] = list(values) * len(models) if len(values) == 1 else list(values) or [None] * len(models)
+    specs = []
+    for n, model in enumerate(models):
+        spec = argparse.Namespace(**vars(args))
+        spec.family, spec.truncate_dim = paired["family"][n], paired["truncate_dim"][n]
+        served = model.startswith(("http://", "https://"))
+        spec.remote, spec.model = (model, None) if served else (None, model)
+        if not served and recorded and model == recorded.get("model"):
+            if spec.family is None:
+                spec.family = recorded["family"]
+            if spec.truncate_dim is None and recorded.get("truncate_dim"):
+                spec.truncate_dim = recorded["truncate_dim"]
+        specs.append(spec)
+    return specs
+
+
+def _eval_store(
+    args: argparse.Namespace,
+    main: Any,
+    signature: dict[str, Any],
+    corpus: list[Path],
+    encoder: Any,
+    problems: list[str],
+) -> tuple[Any, Any]:
+    """The index to evaluate a model over: the given one when it holds (or, empty, will hold) this model's
+    vectors (the corpus indexed into it first, incrementally), else a temporary one indexed now from the corpus
+    or the given index's files. Returns the store and what to call when done with it."""
+    from .store import SIGNATURE_FIELDS
+
+    held = main.signature() if main is not None else None
+    if main is not None and (
+        main.count() == 0 or (held is not None and all(held[k] == signature[k] for k in SIGNATURE_FIELDS))
+    ):
+        main.check_signature(signature)
+        if corpus:
+            _eval_index(args, corpus, encoder, main, problems, "the index")
+        return main, lambda: None
+    import uuid
+
+    try:
+        import chromadb
+    except ImportError as exc:
+        from .errors import require_extra
+
+        raise require_extra("chroma", "chromadb") from exc
+    from .store import FILES_SUFFIX, ChromaStore
+
+    sources = corpus or sorted({Path(r.source) for r in main.files()})
+    if not sources:
+        raise _Stop("the index records no files to index again for this model: give --corpus PATH")
+    client = chromadb.EphemeralClient()
+    name = f"vlm2vec-eval-{uuid.uuid4().hex[:12]}"
+    store = ChromaStore(client, name)
+    store.check_signature(signature)
+    _eval_index(args, sources, encoder, store, problems, "a temporary index")
+
+    def cleanup() -> None:
+        for collection in (name, name + FILES_SUFFIX):
+            client.delete_collection(collection)
+
+    return store, cleanup
+
+
+def _eval_index(
+    args: argparse.Namespace, paths: list[Path], encoder: Any, store: Any, problems: list[str], where: str
+) -> None:
+    from tqdm.auto import tqdm
+
+    from .indexer import index_paths
+
+    label = getattr(encoder, "model_name", None) or getattr(encoder, "url", None) or "the model"
+    print(f"indexing for {label} into {where}", file=sys.stderr)
+    with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
+        report = index_paths(
+            paths,
+            encoder,
+            store,
+            cache_dir=args.cache_dir,
+            dpi=args.dpi,
+            clip_seconds=args.clip_seconds,
+            batch_size=args.batch_size,
+            progress=bar,
+        )
+    print(report.summary(), file=sys.stderr)
+    problems += [f"indexing: {err}" for err in report.errors]
 
 
 if __name__ == "__main__":
