@@ -90,13 +90,19 @@ def test_evaluate_takes_dicts_and_finds_a_pages_own_picture(folder: Path, tmp_pa
     queries = [
         {"id": "own", "image": str(shot), "relevant": [str(folder / "report.pdf") + "#page=2"]},
         {"id": "text", "query": "a moving bar", "relevant": [str(folder / "talk.mp4") + "#t=0,1"]},
+        {"id": "pdf-page", "image": f"{folder}/./report.pdf#page=3", "relevant": ["docs/report.pdf#page=3"]},
+        {"id": "a-video", "image": str(folder / "talk.mp4"), "relevant": ["docs/report.pdf#page=3"]},
     ]
     result = evaluate(queries, encoder, store)
+    assert [str(p) for p in result.problems] == [
+        f"<queries>:4: image {str(folder / 'talk.mp4')!r} is not an image file or a PDF page (file.pdf#page=N)"
+    ]
+    assert result.details["pdf-page"]["query"] == f"[image] {folder / 'report.pdf'}#page=3"  # rendered at 144 dpi
     # The fake encoder's vector is a hash of prompt and pixels: the same picture, embedded on the document side of
     # the page task as the page was, is the same vector.
     assert result.per_query["own"]["Hit@1"] == 1 and result.per_query["own"]["MRR@10"] == 1
     assert result.details["own"]["first_relevant"] == 1 and result.details["own"]["top"] == "report.pdf p.2"
-    assert result.queries == 2 and result.latency_ms["p95"] >= result.latency_ms["p50"] > 0
+    assert result.queries == 3 and result.latency_ms["p95"] >= result.latency_ms["p50"] > 0
     assert len(result.rankings["text"]) == 3 + 2 + 1  # every item: there are fewer than 10
 
 

@@ -673,17 +673,24 @@ def _eval_index(
 
     label = getattr(encoder, "model_name", None) or getattr(encoder, "url", None) or "the model"
     print(f"indexing for {label} into {where}", file=sys.stderr)
-    with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
-        report = index_paths(
-            paths,
-            encoder,
-            store,
-            cache_dir=args.cache_dir,
-            dpi=args.dpi,
-            clip_seconds=args.clip_seconds,
-            batch_size=args.batch_size,
-            progress=bar,
-        )
+    library_log = logging.getLogger("vlm2vec_core")
+    level = library_log.level
+    if not args.verbose:  # bad files are listed once, with the other problems, not also as they are met
+        library_log.setLevel(logging.ERROR)
+    try:
+        with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
+            report = index_paths(
+                paths,
+                encoder,
+                store,
+                cache_dir=args.cache_dir,
+                dpi=args.dpi,
+                clip_seconds=args.clip_seconds,
+                batch_size=args.batch_size,
+                progress=bar,
+            )
+    finally:
+        library_log.setLevel(level)
     print(report.summary(), file=sys.stderr)
     problems += [f"indexing: {err}" for err in report.errors]
 

@@ -258,7 +258,7 @@ def _resolve_image(image: str, base_dir: Path | None, bad: Any) -> str:
         path, _start, _end, page = parse_reference(image)
     except ValueError as exc:
         raise bad(str(exc)) from exc
-    fragment = image[len(str(path)) :] if image.startswith(str(path)) else ""
+    fragment = f"#page={page}" if page is not None else ""
     for candidate in ([base_dir / path] if base_dir is not None and not path.is_absolute() else []) + [path]:
         if candidate.is_file():
             if kind_of(candidate) not in ("image", "pdf") or (kind_of(candidate) == "pdf" and page is None):
