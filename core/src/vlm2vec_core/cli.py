@@ -203,12 +203,29 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else (logging.INFO if args.command == "serve" else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    global _VERBOSE
+    _VERBOSE = bool(args.verbose)
     commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask, "eval": _eval}
     try:
         return commands[args.command](args)
     except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 2
+
+
+_VERBOSE = False
+
+
+def _quiet_third_parties() -> None:
+    """transformers' weight-loading bars stay out of the CLI's output unless -v (the CLI is the app layer);
+    called where a local model is about to load, so a remote-only run never imports transformers."""
+    if _VERBOSE:
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # a remote-only install
+        return
+    hf_logging.disable_progress_bar()
 
 
 class _Stop(Exception):
@@ -228,6 +245,8 @@ def _encoder(args: argparse.Namespace) -> Any:
             max_pixels=args.max_pixels,
         )
     from .local import VLM2VecEncoder
+
+    _quiet_third_parties()
 
     return VLM2VecEncoder(
         args.model or DEFAULT_MODEL,
@@ -435,6 +454,8 @@ def _ask(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
+
+    _quiet_third_parties()
     from .server import ServerConfig, api_keys_from, serve
 
     if args.no_embeddings and not args.reranker:
@@ -485,6 +506,7 @@ def _reranker(model: str, family: str | None, args: argparse.Namespace) -> Any:
     if model.startswith(("http://", "https://")):
         key = getattr(args, "api_key", None) or os.environ.get("VLM2VEC_API_KEY")
         return RemoteReranker(model, api_key=key, family=family)
+    _quiet_third_parties()
     reranker = Reranker(model, family=family, device=args.device, dtype=getattr(args, "dtype", None))
     try:
         reranker.family  # noqa: B018 - find the weights and the family now, with a clear message

@@ -496,27 +496,12 @@ class Catalogue:
         return out, problems
 
 
-def stored_metadata(store: Any, *, page_size: int = 5000) -> list[dict[str, Any]]:
-    """Every stored item's metadata (with its ``id``): from the store's ``metadatas()`` when it has one, else
-    from a Chroma-backed store's collection (``store.items``)."""
+def stored_metadata(store: Any) -> list[dict[str, Any]]:
+    """Every stored item's metadata (with its ``id``), from the store's ``metadatas()``."""
     own = getattr(store, "metadatas", None)
-    if callable(own):
-        return [dict(m) for m in own()]
-    collection = getattr(store, "items", None)
-    if collection is None or not callable(getattr(collection, "get", None)):
-        raise TypeError(
-            f"{type(store).__name__} cannot list what it holds: evaluation needs a metadatas() method "
-            "(ChromaStore has its collection)"
-        )
-    out: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        got = collection.get(include=["metadatas"], limit=page_size, offset=offset)
-        ids = got["ids"]
-        out += [{**(m or {}), "id": i} for i, m in zip(ids, got["metadatas"] or [], strict=True)]
-        if len(ids) < page_size:
-            return out
-        offset += page_size
+    if not callable(own):
+        raise TypeError(f"{type(store).__name__} cannot list what it holds: evaluation needs a metadatas() method")
+    return [dict(m) for m in own()]
 
 
 # -- measures ----------------------------------------------------------------------------------------------

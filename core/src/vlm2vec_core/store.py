@@ -113,6 +113,7 @@ class VectorStore(Protocol):
     def files(self) -> list[FileRecord]: ...
     def mark_file(self, record: FileRecord) -> None: ...
     def count(self) -> int: ...
+    def metadatas(self) -> list[dict[str, Any]]: ...
 
 
 class ChromaStore:
@@ -224,6 +225,18 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self.items.count())
+
+    def metadatas(self, page_size: int = 5000) -> list[dict[str, Any]]:
+        """Every stored item's metadata, with its ``id`` (paged, so a large index is not read in one call)."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            got = self.items.get(include=["metadatas"], limit=page_size, offset=offset)
+            ids = got["ids"]
+            out += [{**(m or {}), "id": i} for i, m in zip(ids, got["metadatas"] or [], strict=True)]
+            if len(ids) < page_size:
+                return out
+            offset += page_size
 
 
 def read_signature(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
