@@ -405,11 +405,13 @@ def build_qwen3vl_config(tokenizer: Any, text: dict[str, Any], vision: dict[str,
     )
 
 
-def build_tiny_qwen3vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
+def build_tiny_qwen3vl_checkpoint(
+    out: Path, *, std: float = 0.5, seed: int = 0, extra_sentences: tuple[str, ...] = ()
+) -> Path:
     """A random Qwen3-VL with 2 text and 2 vision layers, its own tokenizer and processor, via save_pretrained."""
     from transformers import Qwen3VLForConditionalGeneration
 
-    tokenizer = build_qwen3vl_tokenizer()
+    tokenizer = build_qwen3vl_tokenizer(extra_sentences=extra_sentences)
     config = build_qwen3vl_config(tokenizer, TINY_QWEN3VL_TEXT, TINY_QWEN3VL_VISION)
     model = Qwen3VLForConditionalGeneration(config)
     randomize(model, std, seed)
@@ -474,16 +476,7 @@ TINY_QWEN25VL_VISION = {
 
 def build_tiny_qwen3vl_reranker_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:
     """A random Qwen3-VL as Qwen3-VL-Reranker ships (a generative model, lm_head tied) with yes/no in its vocabulary."""
-    from transformers import Qwen3VLForConditionalGeneration
-
-    tokenizer = build_qwen3vl_tokenizer(extra_sentences=RERANK_SENTENCES)
-    config = build_qwen3vl_config(tokenizer, TINY_QWEN3VL_TEXT, TINY_QWEN3VL_VISION)
-    model = Qwen3VLForConditionalGeneration(config)
-    randomize(model, std, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    build_qwen3vl_processor(tokenizer).save_pretrained(out)
-    return out
+    return build_tiny_qwen3vl_checkpoint(out, std=std, seed=seed, extra_sentences=RERANK_SENTENCES)
 
 
 def build_tiny_qwen25vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0) -> Path:

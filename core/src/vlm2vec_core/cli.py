@@ -317,36 +317,42 @@ def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
     return store, store.signature()
 
 
-def _index(args: argparse.Namespace) -> int:
+def _indexed(args: argparse.Namespace, paths: list[Path], encoder: Any, store: Any, *, prune: bool) -> Any:
+    """``index_paths`` with a progress bar (stderr); bad files are listed once, at the end, not also as they are
+    met (the library's warnings are quieted meanwhile unless -v)."""
     from tqdm.auto import tqdm
 
     from .indexer import index_paths
 
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        raise _Stop(f"no such file or folder: {', '.join(missing)}")
-    store, recorded = _recorded(args)
-    _follow_index(args, recorded)
-    encoder, store = _checked_encoder(args, store)
     library_log = logging.getLogger("vlm2vec_core")
     level = library_log.level
-    if not args.verbose:  # bad files are listed once, at the end, not also as they are met
+    if not args.verbose:
         library_log.setLevel(logging.ERROR)
     try:
-        with tqdm(unit=" items", desc="indexing", disable=None) as bar:
-            report = index_paths(
-                args.paths,
+        with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
+            return index_paths(
+                paths,
                 encoder,
                 store,
                 cache_dir=args.cache_dir,
                 dpi=args.dpi,
                 clip_seconds=args.clip_seconds,
                 batch_size=args.batch_size,
-                prune=args.prune,
+                prune=prune,
                 progress=bar,
             )
     finally:
         library_log.setLevel(level)
+
+
+def _index(args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise _Stop(f"no such file or folder: {', '.join(missing)}")
+    store, recorded = _recorded(args)
+    _follow_index(args, recorded)
+    encoder, store = _checked_encoder(args, store)
+    report = _indexed(args, args.paths, encoder, store, prune=args.prune)
     print(report.summary())
     if report.errors:
         print(f"{len(report.errors)} problem(s):", file=sys.stderr)
@@ -689,30 +695,9 @@ def _eval_store(
 def _eval_index(
     args: argparse.Namespace, paths: list[Path], encoder: Any, store: Any, problems: list[str], where: str
 ) -> None:
-    from tqdm.auto import tqdm
-
-    from .indexer import index_paths
-
     label = getattr(encoder, "model_name", None) or getattr(encoder, "url", None) or "the model"
     print(f"indexing for {label} into {where}", file=sys.stderr)
-    library_log = logging.getLogger("vlm2vec_core")
-    level = library_log.level
-    if not args.verbose:  # bad files are listed once, with the other problems, not also as they are met
-        library_log.setLevel(logging.ERROR)
-    try:
-        with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
-            report = index_paths(
-                paths,
-                encoder,
-                store,
-                cache_dir=args.cache_dir,
-                dpi=args.dpi,
-                clip_seconds=args.clip_seconds,
-                batch_size=args.batch_size,
-                progress=bar,
-            )
-    finally:
-        library_log.setLevel(level)
+    report = _indexed(args, paths, encoder, store, prune=False)
     print(report.summary(), file=sys.stderr)
     problems += [f"indexing: {err}" for err in report.errors]
 
