@@ -400,3 +400,15 @@ def test_fitting_twice_changes_nothing(family: str):
         once = profile.fit_image(_picture(*size, 7), limits)
         twice = profile.fit_image(once, limits)
         assert twice.size == once.size and twice.tobytes() == once.tobytes(), (family, size)
+
+
+@pytest.mark.gpu
+def test_qwen3vl_and_gme_on_cuda_agree_with_the_cpu(tiny_qwen3vl_encoder: VLM2VecEncoder, gme_encoder: VLM2VecEncoder):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    items: list[object] = ["a red ball", _picture(300, 200, 1), Input(video=[_picture(320, 240, i) for i in range(8)])]
+    for cpu in (tiny_qwen3vl_encoder, gme_encoder):
+        gpu = VLM2VecEncoder(cpu.model_name, family=cpu.family, device="cuda", dtype="float32")
+        np.testing.assert_allclose(gpu.encode(items), cpu.encode(items), atol=1e-3)

@@ -236,3 +236,13 @@ def test_qwen3_reranker_matches_its_official_code(tiny_reranker: Reranker, tmp_p
             assert ids == case["input_ids"][n], (case["name"], n)
         scores = rr.score(query, docs, instruction=case["instruction"])
         np.testing.assert_allclose(scores, case["scores"], atol=TOL, err_msg=case["name"])
+
+
+@pytest.mark.gpu
+def test_cuda_scores_agree_with_the_cpu(tiny_reranker_dir: Path, tiny_reranker: Reranker):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    gpu = Reranker(tiny_reranker_dir, device="cuda", dtype="float32")
+    np.testing.assert_allclose(gpu.score("a red ball", DOCS), tiny_reranker.score("a red ball", DOCS), atol=1e-3)
