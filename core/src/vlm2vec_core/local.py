@@ -191,6 +191,22 @@ class VLM2VecEncoder(PresetMixin):
         self._backbone.model = model
 
     @property
+    def max_tokens(self) -> int:
+        """The longest input this model takes: its family's max length (longer text is cut), else its positions."""
+        self.load()
+        assert self._backbone is not None
+        if self.family.max_length is not None:
+            return int(self.family.max_length)
+        config = self._backbone.model.config
+        return int(getattr(config.get_text_config(), "max_position_embeddings", 32768))
+
+    def token_count(self, item: Prepared) -> int:
+        """Tokens the model will see for a prepared input (its text and markers, plus its visual tokens)."""
+        self.load()
+        assert self._backbone is not None
+        return len(self._backbone.processor.tokenizer(item.prompt)["input_ids"]) + item.visual_tokens
+
+    @property
     def _processor(self) -> Any:
         return None if self._backbone is None else self._backbone.processor
 

@@ -121,6 +121,8 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     decoder = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="vlm2vec-decode")
+    # A request larger than the queue could never be admitted: refuse it for its size (422), not as busy (503).
+    admissible = min(config.max_inputs, config.max_queue)
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -218,6 +220,8 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
             return json.loads(raw)
         except ValueError as exc:
             return error(400, f"malformed JSON: {exc}")
+        except RecursionError:
+            return error(400, "malformed JSON: nested too deeply")
 
     @app.post("/v1/rerank")
     @app.post("/rerank")
@@ -230,7 +234,7 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
         if isinstance(body, JSONResponse):
             return body
         try:
-            parsed = parse_rerank(body, max_inputs=config.max_inputs)
+            parsed = parse_rerank(body, max_inputs=admissible)
             loop = asyncio.get_running_loop()
             specs = [parsed.query, *parsed.documents]
             inputs = await asyncio.gather(
@@ -277,7 +281,7 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
         if isinstance(body, JSONResponse):
             return body
         try:
-            specs, fmt = parse_request(body, max_inputs=config.max_inputs, family=state["family"])
+            specs, fmt = parse_request(body, max_inputs=admissible, family=state["family"])
             dimensions = _dimensions(body, state["family"], state["dim"])
             loop = asyncio.get_running_loop()
             items = await asyncio.gather(
@@ -395,6 +399,13 @@ def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig
         raise RequestError(422, f"{spec.where}: {exc}") from exc
     if not profile.chat_prompt:  # the raw families' prompt is the request's own parts in order
         prepared = replace(prepared, prompt=spec.prompt)
+    counter = getattr(encoder, "token_count", None)
+    if counter is not None:  # a request the server accepts must be one the model can take
+        limit = encoder.max_tokens
+        # a family with a max length cuts text itself, but never visual tokens
+        tokens = prepared.visual_tokens if profile.max_length is not None else counter(prepared)
+        if tokens > limit:
+            raise RequestError(422, f"{spec.where}: {tokens:,} tokens, over the model's limit of {limit:,}")
     return prepared
 
 
