@@ -131,6 +131,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "vlm2vec"
 
 
+THUMB_SIDE = 1024  # clip thumbnails are at most this many pixels a side
+
+
 def cache_image(image: Image.Image, cache_dir: Path, name: str) -> Path:
     """Write ``image`` as ``cache_dir/name`` once (content-addressed names: an existing file is reused).
 
@@ -274,7 +277,11 @@ def iter_items(
         )
         for clip in clips:
             span = f"t{clip.start:.3f}-{clip.end:.3f}"
-            thumb = cache_image(clip.frames[len(clip.frames) // 2], cache, f"{key}-{span}.jpg")
+            middle = clip.frames[len(clip.frames) // 2]
+            if max(middle.size) > THUMB_SIDE:  # a thumbnail only shows the clip (and JPEG stops at 65,535 px)
+                middle = middle.copy()
+                middle.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            thumb = cache_image(middle, cache, f"{key}-{span}.jpg")
             yield Item(
                 f"{key}-{span}",
                 "clip",

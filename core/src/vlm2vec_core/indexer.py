@@ -182,6 +182,7 @@ def _index_file(
         sampler=sampler,
     )
     total = 0
+    kept = 0  # items stored now or already there
     for chunk in _chunks(items, chunk_size):
         present = store.existing([item.id for item in chunk])
         fresh = [item for item in chunk if item.id not in present]
@@ -200,13 +201,15 @@ def _index_file(
         store.upsert([item.id for item in good], vectors, [{**item.metadata(), "source": source} for item in good])
         report.items.update(item.kind for item in good)
         total += len(chunk)
+        kept += len(chunk) - len(failed)
         if progress is not None:
             progress.update(len(chunk))
             elapsed = max(time.perf_counter() - started, 1e-9)
             progress.set_postfix_str(", ".join(f"{n / elapsed:.1f} {k}s/s" for k, n in sorted(report.items.items())))
     report.errors.extend(errors)
-    file_failed = any(e.location is None for e in errors)  # the file itself could not be read
-    return None if file_failed and total == 0 else total
+    # A file whose every item failed (unreadable, or every clip broken) is not recorded as done: the next run
+    # tries it again instead of skipping it silently.
+    return None if errors and kept == 0 else total
 
 
 def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -138,7 +138,7 @@ def _open(fp: Any, label: str | None) -> Image.Image:
         raise InputError(f"image is too large to decode safely (a decompression bomb?): {exc}", source=label) from exc
     except UnidentifiedImageError as exc:
         raise InputError("not an image, or an image format Pillow cannot read", source=label) from exc
-    except OSError as exc:
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ValueError for truncated IHDR/tRNS chunks
         raise InputError(f"cannot open image: {exc}", source=label) from exc
 
 

@@ -100,7 +100,12 @@ def prepare(
         if profile.video == "none":
             raise InputError(f"{profile.title} takes no video", source=_describe_video(item.video))
         video = video_prep(item.video, limits, profile)
-    return assemble(index, instruction, item.text, image, video, limits, profile)
+    try:
+        return assemble(index, instruction, item.text, image, video, limits, profile)
+    except ValueError as exc:  # a shape the family refuses (an aspect ratio over 200:1): name the image
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(str(exc), source=_describe_image(item.image), location=f"input {index}") from exc
 
 
 def assemble(
@@ -162,6 +167,12 @@ def video_prep(video: Any, limits: MediaLimits, profile: Profile) -> VideoPrep:
         return profile.fit_video(frames, limits, timing=timing)
     except ValueError as exc:
         raise InputError(str(exc), source=_describe_video(video)) from exc
+
+
+def _describe_image(image: Any) -> str | None:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return getattr(image, "filename", "") or None
 
 
 def _describe_video(video: Any) -> str:

@@ -52,6 +52,7 @@ def uniform_frame_indices(total: int, num_frames: int = 8) -> list[int]:
 
 
 FIRST_STAGE_FRAMES = 64  # upstream evaluations first extract 64 frames of each video or clip
+MAX_CLIPS_PER_FRAME = 1000  # a slideshow video may hold a frame for minutes; more clips than this is a bad header
 
 
 def sampled_frame_indices(total: int, count: int = FIRST_STAGE_FRAMES) -> list[int]:
@@ -150,6 +151,13 @@ def _iter_clips(
     try:
         reader, count = _open(source)
         timeline = _timeline(reader, source, count)
+        clips = math.ceil(timeline.duration / stride)
+        if clips > MAX_CLIPS_PER_FRAME * count:  # a damaged header's timing would make the clip loop endless
+            raise InputError(
+                f"implausible timing: {count} frames over {timeline.duration:.3g} s would make {clips:.3g} clips "
+                "(a damaged header?)",
+                source=source,
+            )
     except InputError as err:
         report(err, errors)
         return
@@ -234,6 +242,8 @@ def _probe(source: Path) -> int:
     except av.FFmpegError as exc:
         reason = f"not a readable video: not a video, or a truncated or corrupt one ({exc.strerror or exc})"
         raise InputError(reason, source=source) from exc
+    except UnicodeDecodeError as exc:  # PyAV on container metadata that is not UTF-8
+        raise InputError(f"not a readable video: its metadata is not text ({exc.reason})", source=source) from exc
     if packets == 0:
         raise InputError("the video stream has no frames", source=source)
     return packets
