@@ -44,6 +44,7 @@ def test_implausible_video_timing_is_reported_once_not_looped(tmp_path: Path, mo
     from vlm2vec_core import video
 
     path = make_video(tmp_path / "v.mp4", seconds=1, fps=9, size=(64, 48))
+
     def absurd(reader, source, count):  # type: ignore[no-untyped-def]
         fps = 4.7e-10  # what a damaged header said in the fuzzing run: 9 frames over about 2e10 s
         return video._Timeline(np.arange(count) / fps, count / fps, 1 / fps)
