@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import DeviceError
 from .families import FAMILIES, UnknownFamilyError
 from .families.rerankers import DEFAULT_RERANKER, RERANKERS
 from .loading import DEFAULT_MODEL
+from .remote import RemoteError
 from .store import IndexMismatch
 
 
@@ -30,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     _encoder_options(index)
     index.add_argument("--prune", action="store_true", help="remove entries of files that are gone or changed")
     index.add_argument("--strict", action="store_true", help="exit with an error when any file is bad")
-    index.add_argument("--clip-seconds", type=float, default=10.0)
+    index.add_argument("--clip-seconds", type=_positive_float, default=10.0)
     index.add_argument("--dpi", type=float, default=144)
-    index.add_argument("--batch-size", type=int, default=8)
+    index.add_argument("--batch-size", type=_positive_int, default=8)
     index.add_argument("--cache-dir", type=Path, default=None, help="page images and thumbnails (default ~/.cache)")
 
     search = commands.add_parser("search", help="find the pages, clips and images that match a query")
@@ -129,9 +131,9 @@ def _eval_options(commands: Any) -> None:
     evaluate.add_argument("--split", default="test", help="the qrels split of a BEIR-style folder (default test)")
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
     evaluate.add_argument("--per-query", action="store_true", help="also each query's figures, worst first")
-    evaluate.add_argument("--clip-seconds", type=float, default=10.0, help="when indexing (default 10)")
+    evaluate.add_argument("--clip-seconds", type=_positive_float, default=10.0, help="when indexing (default 10)")
     evaluate.add_argument("--dpi", type=float, default=144, help="when indexing (default 144)")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--batch-size", type=_positive_int, default=8)
     evaluate.add_argument("--cache-dir", type=Path, default=None, help="page images and thumbnails (default ~/.cache)")
 
 
@@ -190,6 +192,13 @@ def _rerank_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=_positive_int, default=50, help="how many hits to rerank (default 50)")
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -211,6 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: what was embedded so far is stored; running the same command again resumes", file=sys.stderr
+        )
+        return 130
+    except (DeviceError, RemoteError) as exc:  # no such device; a server that refuses, or is not there
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 _VERBOSE = False

@@ -51,3 +51,20 @@ class MissingDependencyError(ImportError):
 
 def require_extra(extra: str, modules: str) -> MissingDependencyError:
     return MissingDependencyError(f'{modules} is needed for this; install it with: pip install "vlm2vec-core[{extra}]"')
+
+
+class DeviceError(ValueError):
+    """A device that does not exist here (``cuda`` without a GPU, a misspelt name)."""
+
+
+def checked_device(device: str | None, cuda_available: bool) -> str:
+    """``device`` as torch names it (``gpu`` is taken for ``cuda``), or DeviceError saying what is there."""
+    if device is None:
+        return "cuda" if cuda_available else "cpu"
+    name = "cuda" + device[3:] if device.lower().startswith("gpu") else device
+    kind = name.split(":", 1)[0]
+    if kind == "cuda" and not cuda_available:
+        raise DeviceError(f"device {device!r}: no CUDA GPU is visible here (use --device cpu, or leave it out)")
+    if kind not in ("cuda", "cpu", "mps", "xpu"):
+        raise DeviceError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    return name

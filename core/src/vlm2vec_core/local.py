@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, checked_device
 from .families import Profile, check_backbone, detect_family, family_for_hub_id, get_family
 from .loading import DEFAULT_MODEL, Checkpoint, resolve_checkpoint
 from .media import MAX_DECODE_PIXELS
@@ -76,6 +76,7 @@ class VLM2VecEncoder(PresetMixin):
         if truncate_dim is not None and truncate_dim < 1:
             raise ValueError(f"truncate_dim must be positive, got {truncate_dim}")
         self._device = device
+        self._resolved_device: str | None = None
         self._dtype = dtype
         self._attn = attn_implementation
         self._lock = threading.RLock()
@@ -150,10 +151,9 @@ class VLM2VecEncoder(PresetMixin):
 
     @property
     def device(self) -> str:
-        if self._device is None:
-            torch = torch_module()
-            self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        return self._device
+        if self._resolved_device is None:
+            self._resolved_device = checked_device(self._device, torch_module().cuda.is_available())
+        return self._resolved_device
 
     def load(self) -> VLM2VecEncoder:
         """Load weights and processor now (otherwise the first encode does)."""

@@ -48,7 +48,7 @@ class HttpService:
             import httpx
         except ImportError as exc:  # pragma: no cover - httpx is a dependency of core
             raise require_extra("remote", "httpx") from exc
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")  # the OpenAI/vLLM habit: http://host:8000/v1
         self.max_retries = max_retries
         self.backoff = backoff
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

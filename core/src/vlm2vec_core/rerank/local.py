@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, checked_device
 from ..families.rerankers import (
     DEFAULT_RERANKER,
     RerankProfile,
@@ -69,6 +69,7 @@ class Reranker(RerankMixin):
         self._family_arg = get_reranker_family(family) if family is not None else None
         self._family: RerankProfile | None = None
         self._device, self._dtype, self._attn = device, dtype, attn_implementation
+        self._resolved_device: str | None = None
         self._max_pixels = max_pixels
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
@@ -104,9 +105,9 @@ class Reranker(RerankMixin):
 
     @property
     def device(self) -> str:
-        if self._device is None:
-            self._device = "cuda" if torch_module().cuda.is_available() else "cpu"
-        return self._device
+        if self._resolved_device is None:
+            self._resolved_device = checked_device(self._device, torch_module().cuda.is_available())
+        return self._resolved_device
 
     def load(self) -> Reranker:
         with self._lock:
