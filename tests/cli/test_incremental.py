@@ -70,10 +70,11 @@ def test_second_run_embeds_nothing_and_a_changed_file_is_reindexed(tmp_path: Pat
     make_pdf(docs / "a.pdf", 4, size=(200, 260), seed=9)  # changed: new content, one more page
     third = _index([docs], enc, store, tmp_path)
     assert enc.embedded == 4 and third.files_indexed == 1 and third.files_unchanged == 2
-    assert _sources(store) == {"a.pdf": 3 + 4, "b.pdf": 2, "c.png": 1}  # the old version stays without --prune
+    assert third.pruned == 3  # the edited file's old version goes, even without --prune
+    assert _sources(store) == {"a.pdf": 4, "b.pdf": 2, "c.png": 1}
 
     fourth = _index([docs], enc, store, tmp_path, prune=True)
-    assert fourth.pruned == 3 and enc.embedded == 4
+    assert fourth.pruned == 0 and enc.embedded == 4
     assert _sources(store) == {"a.pdf": 4, "b.pdf": 2, "c.png": 1}
     digest = file_digest(docs / "a.pdf")
     assert {m["content_sha256"] for m in store.items.get(where={"file_name": "a.pdf"})["metadatas"]} == {digest}

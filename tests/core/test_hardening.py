@@ -81,3 +81,20 @@ def test_clip_thumbnails_stay_small(tmp_path: Path):
     path = make_video(tmp_path / "wide.mp4", seconds=1, fps=5, size=(1600, 64))
     (clip,) = list(iter_items(path, cache_dir=tmp_path / "cache", clip_seconds=1))
     assert max(Image.open(clip.image_path).size) <= THUMB_SIDE
+
+
+def test_an_edited_file_replaces_its_old_entries_without_prune(tmp_path: Path):
+    from mediafixtures import make_pdf
+    from vlm2vec_core.indexer import index_paths
+    from vlm2vec_core.store import ChromaStore
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "report.pdf", n_pages=3, seed=1)
+    store = ChromaStore.open(db=tmp_path / "db")
+    index_paths([docs], FakeEncoder(), store, cache_dir=tmp_path / "cache", dpi=36)
+    assert store.count() == 3
+    make_pdf(docs / "report.pdf", n_pages=2, seed=2)  # edited in place: other content, fewer pages
+    report = index_paths([docs], FakeEncoder(), store, cache_dir=tmp_path / "cache", dpi=36)
+    assert store.count() == 2 and report.pruned == 3  # only the new version is found
+    assert [r.items for r in store.files()] == [2]

@@ -115,8 +115,11 @@ def index_paths(
             continue
         seen[source] = digest
         files.append((source, digest, file_kind))
-    if prune:  # first: pruning may un-record a live copy of a gone file, which is then indexed again below
-        report.pruned = _prune(store, roots, seen)
+    # An edited file replaces its old version (even without --prune); pruning also drops files that are gone.
+    # First, as dropping may un-record a live copy, which is then indexed again below.
+    changed = {source for source, digest, _ in files if known.get(source) and digest not in known[source]}
+    if prune or changed:
+        report.pruned = _prune(store, roots, seen, only=None if prune else changed)
         known = {}
         for record in store.files():
             known.setdefault(record.source, set()).add(record.digest)
@@ -217,13 +220,16 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str]) -> int:
-    """Drop entries of files under ``roots`` that are gone, or whose content changed since indexing."""
+def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str], only: set[str] | None = None) -> int:
+    """Drop entries of files under ``roots`` that are gone, or whose content changed since indexing (with
+    ``only``: just the old versions of those changed files)."""
     resolved = [r.resolve() for r in roots]
     records = store.files()
     removed = 0
     for record in records:
         source = Path(record.source)
+        if only is not None and record.source not in only:
+            continue
         if not any(source == r or r in source.parents for r in resolved):
             continue
         if seen.get(record.source) != record.digest:
