@@ -121,6 +121,16 @@ def build_processor(tokenizer: Any) -> Any:
     return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor)
 
 
+def vision_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The config's ids of the vision tokens, from the tokenizer."""
+    return {
+        "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        "vision_end_token_id": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    }
+
+
 def build_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
     from transformers import Qwen2VLConfig
 
@@ -136,10 +146,7 @@ def build_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -
     return Qwen2VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **vision_token_ids(tokenizer),
         tie_word_embeddings=True,
     )
 
@@ -397,10 +404,7 @@ def build_qwen3vl_config(tokenizer: Any, text: dict[str, Any], vision: dict[str,
     return Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **vision_token_ids(tokenizer),
         tie_word_embeddings=True,
     )
 
@@ -504,10 +508,7 @@ def build_tiny_qwen25vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=TINY_QWEN25VL_VISION,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **vision_token_ids(tokenizer),
         tie_word_embeddings=True,
     )
     model = Qwen2_5_VLForConditionalGeneration(config)

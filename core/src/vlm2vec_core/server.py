@@ -223,14 +223,18 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
         except RecursionError:
             return error(400, "malformed JSON: nested too deeply")
 
+    async def opened(request: Request, model: Any, missing: str) -> Any:
+        """The request's JSON body, or the error response: a wrong key, no such model here, a bad body."""
+        if not authorized(request):
+            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+        if model is None:
+            return error(400, missing)
+        return await read_body(request)
+
     @app.post("/v1/rerank")
     @app.post("/rerank")
     async def rerank(request: Request) -> Any:
-        if not authorized(request):
-            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
-        if reranker is None:
-            return error(400, "this server holds no reranker (start it with --reranker MODEL)")
-        body = await read_body(request)
+        body = await opened(request, reranker, "this server holds no reranker (start it with --reranker MODEL)")
         if isinstance(body, JSONResponse):
             return body
         try:
@@ -273,11 +277,7 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
-        if not authorized(request):
-            return error(401, "missing or wrong API key (send Authorization: Bearer <key>)")
-        if encoder is None:
-            return error(400, "this server holds no embedding model (it serves /v1/rerank only)")
-        body = await read_body(request)
+        body = await opened(request, encoder, "this server holds no embedding model (it serves /v1/rerank only)")
         if isinstance(body, JSONResponse):
             return body
         try:
