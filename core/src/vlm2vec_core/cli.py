@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
     _rerank_options(ask)
 
+    info = commands.add_parser("info", help="what an index holds: its model, family and dimension, and counts")
+    _store_options(info)
+    info.add_argument("--json", action="store_true")
+    listing = commands.add_parser("list", help="the files an index holds, with their items and when")
+    _store_options(listing)
+    listing.add_argument("--json", action="store_true")
+    remove = commands.add_parser("remove", help="drop the entries of files or folders from an index")
+    remove.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _store_options(remove)
+
     serve = commands.add_parser("serve", help="serve the encoder over HTTP (vLLM-compatible /v1/embeddings)")
     serve.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or local directory (default {DEFAULT_MODEL})")
     serve.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
@@ -214,7 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     global _VERBOSE
     _VERBOSE = bool(args.verbose)
-    commands = {"serve": _serve, "index": _index, "search": _search, "ask": _ask, "eval": _eval}
+    commands = {
+        "serve": _serve,
+        "index": _index,
+        "search": _search,
+        "ask": _ask,
+        "eval": _eval,
+        "info": _info,
+        "list": _list,
+        "remove": _remove,
+    }
     try:
         return commands[args.command](args)
     except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
@@ -334,6 +353,83 @@ def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
         return None, None
     store = _store(args)
     return store, store.signature()
+
+
+def _existing_store(args: argparse.Namespace) -> Any:
+    store, _ = _recorded(args)
+    if store is None:
+        raise _Stop(f"no index at {args.db}: run `vlm2vec index PATH --db {args.db}` first")
+    return store
+
+
+def _info(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    store = _existing_store(args)
+    signature = store.signature() or {}
+    kinds = Counter(str(m.get("kind", "?")) for m in store.metadatas())
+    facts = {
+        "collection": args.collection,
+        "where": args.chroma_url or str(args.db),
+        "model": signature.get("model"),
+        "family": signature.get("family"),
+        "dim": signature.get("dim"),
+        "truncate_dim": signature.get("truncate_dim") or None,
+        "files": len(store.files()),
+        "items": dict(sorted(kinds.items())),
+    }
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    for key, value in facts.items():
+        shown = ", ".join(f"{n} {k}s" for k, n in value.items()) if isinstance(value, dict) else value
+        print(f"{key:<13}{shown if shown not in (None, '') else '-'}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import datetime
+
+    from .documents import kind_of
+
+    store = _existing_store(args)
+    rows = [
+        {
+            "source": r.source,
+            "kind": kind_of(r.source) or "?",
+            "items": r.items,
+            "indexed_at": datetime.datetime.fromtimestamp(r.indexed_at, datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+            "sha256": r.digest,
+            "present": Path(r.source).is_file(),
+        }
+        for r in sorted(store.files(), key=lambda r: r.source)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no files indexed")
+        return 0
+    print(f"{'kind':<6}{'items':>6}  {'indexed (UTC)':<26}file")
+    for row in rows:
+        gone = "" if row["present"] else "  (gone)"
+        print(f"{row['kind']:<6}{row['items']:>6}  {row['indexed_at']:<26}{row['source']}{gone}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from .indexer import remove_paths
+
+    store = _existing_store(args)
+    items, files, twins = remove_paths(store, args.paths)
+    if not files:
+        raise _Stop(f"nothing indexed under {', '.join(map(str, args.paths))}")
+    print(f"removed {items} item(s) of {len(files)} file(s)")
+    for twin in twins:
+        print(f"  {twin} shared its items (an identical copy): run `vlm2vec index` again to restore it")
+    return 0
 
 
 def _indexed(args: argparse.Namespace, paths: list[Path], encoder: Any, store: Any, *, prune: bool) -> Any:

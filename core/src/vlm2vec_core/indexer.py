@@ -243,6 +243,24 @@ def _prune(store: VectorStore, roots: list[Path], seen: dict[str, str], only: se
     return removed
 
 
+def remove_paths(store: VectorStore, paths: Iterable[str | Path]) -> tuple[int, list[str], list[str]]:
+    """Drop the entries of the files at ``paths`` (files, or folders: every file recorded under them, present
+    on disk or not). Returns (items removed, files removed, identical copies elsewhere that lost their shared
+    items and were un-recorded, so that the next ``index`` embeds them again)."""
+    wanted = [Path(p).expanduser().resolve() for p in paths]
+    records = store.files()
+    chosen = [r for r in records if any(Path(r.source) == w or w in Path(r.source).parents for w in wanted)]
+    sources = {r.source for r in chosen}
+    removed, twins = 0, []
+    for record in chosen:
+        for twin in records:  # ids come from the content: identical copies share their items
+            if twin.digest == record.digest and twin.source not in sources:
+                removed += store.delete_file(twin.source, twin.digest)
+                twins.append(twin.source)
+        removed += store.delete_file(record.source, record.digest)
+    return removed, sorted(sources), sorted(set(twins))
+
+
 def search(
     query: str, encoder: Encoder, store: VectorStore, *, k: int = 5, kinds: Sequence[str] | None = None
 ) -> list[Hit]:
