@@ -8,7 +8,7 @@ profile never branch on a family's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -138,9 +138,3 @@ def squash(side: int) -> Callable[[Image.Image], Image.Image]:
         return image if image.size == (side, side) else image.resize((side, side), RESAMPLE)
 
     return apply
-
-
-def same_size_frames(frames: Sequence[Image.Image], size_hw: tuple[int, int]) -> list[Image.Image]:
-    from ..media import resize_to
-
-    return [resize_to(f, size_hw) for f in frames]

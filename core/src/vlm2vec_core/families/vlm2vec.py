@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..media import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, RESAMPLE, TINY_SIDE, TINY_SIZE, smart_resize
+from ..media import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, fit_frames, fit_image, resize_to, smart_resize
 from ..tasks import PRESETS, Instruction, build_prompt
 from ..video import two_stage_frame_indices
-from .base import Profile, Published, VideoPrep, same_size_frames, squash
+from .base import Profile, Published, VideoPrep, squash
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,14 +31,10 @@ def render_raw(instruction: Instruction, text: str | None, image: bool, video: b
 
 def _fit_v2_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
     """Tiny images to 56x56 first, then smart resize (squashing extreme shapes), PIL bicubic."""
-    if min(image.size) < TINY_SIDE:
-        image = image.resize(TINY_SIZE, RESAMPLE)
-    return _capped(image, limits)
+    return fit_image(image, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
 
 
 def _capped(image: Image.Image, limits: MediaLimits) -> Image.Image:
-    from ..media import resize_to
-
     width, height = image.size
     return resize_to(image, smart_resize(height, width, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels))
 
@@ -59,9 +55,8 @@ def _fit_squashed_image(image: Image.Image, limits: MediaLimits) -> Image.Image:
 
 def _fit_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any = None) -> VideoPrep:
     """Every frame to the size smart resize gives frame 0 (extreme shapes squashed; no 56x56 step for frames)."""
-    width, height = frames[0].size
-    size = smart_resize(height, width, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
-    return VideoPrep(same_size_frames(frames, size), size)
+    fitted = fit_frames(frames, min_pixels=limits.min_pixels, max_pixels=limits.max_pixels)
+    return VideoPrep(fitted, (fitted[0].height, fitted[0].width))
 
 
 def _fit_squashed_frames(frames: list[Image.Image], limits: MediaLimits, *, timing: Any = None) -> VideoPrep:
