@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -185,13 +186,10 @@ def parse_request(body: Any, *, max_inputs: int = 2048, family: Profile | None =
     return items, fmt
 
 
-def _parse_chat_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
-    """A system turn (the instruction, unless the body names one) and user parts: text, one image, one video."""
+def _message_parts(messages: Any) -> Iterator[tuple[str, str, str | MediaPart]]:
+    """Each part of a ``messages`` list as (role, where, text or media), validated; both parsers read this."""
     if not isinstance(messages, list) or not messages:
         raise RequestError(422, "'messages' must be a non-empty list")
-    system: str | None = None
-    texts: list[str] = []
-    image = video = None
     for m, message in enumerate(messages):
         if not isinstance(message, dict) or "content" not in message:
             raise RequestError(422, f"messages[{m}] must be an object with 'content'")
@@ -200,27 +198,42 @@ def _parse_chat_messages(messages: Any, instruction: Instruction | None) -> Item
             content = [{"type": "text", "text": content}]
         if not isinstance(content, list):
             raise RequestError(422, f"messages[{m}].content must be a string or a list of parts")
-        role = message.get("role", "user")
+        role = str(message.get("role", "user"))
         for p, part in enumerate(content):
             where = f"messages[{m}].content[{p}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
-                if role == "system":
-                    system = (system or "") + part["text"]
-                else:
-                    texts.append(part["text"])
-            elif kind in ("image_url", "video_url") and role != "system":
+                yield role, where, part["text"]
+            elif kind in ("image_url", "video_url"):
                 url = part.get(kind)
                 url = url.get("url") if isinstance(url, dict) else url
-                media = MediaPart("image" if kind == "image_url" else "video", url, where)
-                if (image if media.kind == "image" else video) is not None:
-                    raise RequestError(422, f"{where}: only one {media.kind} per item")
-                if media.kind == "image":
-                    image = media
-                else:
-                    video = media
+                yield role, where, MediaPart("image" if kind == "image_url" else "video", url, where)
             else:
                 raise RequestError(422, f"{where}: unsupported content part (use text, image_url or video_url)")
+
+
+def _one(media: MediaPart, image: MediaPart | None, video: MediaPart | None) -> tuple[Any, Any]:
+    """(image, video) with ``media`` added; a second image or video in one item is refused."""
+    if (image if media.kind == "image" else video) is not None:
+        raise RequestError(422, f"{media.where}: only one {media.kind} per item")
+    return (media, video) if media.kind == "image" else (image, media)
+
+
+def _parse_chat_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
+    """A system turn (the instruction, unless the body names one) and user parts: text, one image, one video."""
+    system: str | None = None
+    texts: list[str] = []
+    image = video = None
+    for role, where, part in _message_parts(messages):
+        if isinstance(part, str):
+            if role == "system":
+                system = (system or "") + part
+            else:
+                texts.append(part)
+        elif role == "system":
+            raise RequestError(422, f"{where}: unsupported content part (use text, image_url or video_url)")
+        else:
+            image, video = _one(part, image, video)
     chosen = instruction if instruction is not None else Instruction(system or "")
     text = "".join(texts) if texts else None
     return ItemSpec("", image, video, "messages", chosen, text)
@@ -241,41 +254,16 @@ def _instruction(body: dict[str, Any], family: Profile | None = None) -> Instruc
 
 
 def _parse_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(422, "'messages' must be a non-empty list")
     pieces: list[str] = []
     texts: list[str] = []
     image = video = None
-    for m, message in enumerate(messages):
-        if not isinstance(message, dict) or "content" not in message:
-            raise RequestError(422, f"messages[{m}] must be an object with 'content'")
-        content = message["content"]
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        if not isinstance(content, list):
-            raise RequestError(422, f"messages[{m}].content must be a string or a list of parts")
-        for p, part in enumerate(content):
-            where = f"messages[{m}].content[{p}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                pieces.append(part["text"])
-                texts.append(part["text"])
-            elif kind in ("image_url", "video_url"):
-                url = part.get(kind)
-                url = url.get("url") if isinstance(url, dict) else url
-                media = MediaPart("image" if kind == "image_url" else "video", url, where)
-                if media.kind == "image":
-                    if image is not None:
-                        raise RequestError(422, f"{where}: only one image per item")
-                    image = media
-                    pieces.append(IMAGE_PAD)
-                else:
-                    if video is not None:
-                        raise RequestError(422, f"{where}: only one video per item")
-                    video = media
-                    pieces.append(VIDEO_PAD)
-            else:
-                raise RequestError(422, f"{where}: unsupported content part (use text, image_url or video_url)")
+    for _role, _where, part in _message_parts(messages):
+        if isinstance(part, str):
+            pieces.append(part)
+            texts.append(part)
+        else:
+            image, video = _one(part, image, video)
+            pieces.append(IMAGE_PAD if part.kind == "image" else VIDEO_PAD)
     if instruction is not None:
         prompt = build_prompt(
             instruction, "".join(texts).strip() or None, image=image is not None, video=video is not None
