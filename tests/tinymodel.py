@@ -131,6 +131,18 @@ def vision_token_ids(tokenizer: Any) -> dict[str, int]:
     }
 
 
+def chat_text_config(tokenizer: Any, text: dict[str, Any]) -> dict[str, Any]:
+    """A chat model's text config (eos <|im_end|>, pad <|endoftext|>, tied embeddings), as Qwen2.5/3-VL ship."""
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "tie_word_embeddings": True,
+        **text,
+    }
+
+
 def build_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
     from transformers import Qwen2VLConfig
 
@@ -392,15 +404,7 @@ def build_qwen3vl_processor(tokenizer: Any) -> Any:
 def build_qwen3vl_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
     from transformers import Qwen3VLConfig
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-        "tie_word_embeddings": True,
-        **text,
-    }
+    text = chat_text_config(tokenizer, text)
     return Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
@@ -496,15 +500,7 @@ def build_tiny_qwen25vl_checkpoint(out: Path, *, std: float = 0.5, seed: int = 0
     tokenizer = build_tokenizer(extra_sentences=RERANK_SENTENCES)
     tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "additional_special_tokens": SPECIAL_TOKENS[1:]})
     tokenizer.chat_template = QWEN25VL_CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-        "tie_word_embeddings": True,
-        **TINY_TEXT,
-    }
+    text = chat_text_config(tokenizer, TINY_TEXT)
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=TINY_QWEN25VL_VISION,
