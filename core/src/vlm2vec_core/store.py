@@ -108,7 +108,13 @@ class VectorStore(Protocol):
     def signature(self) -> dict[str, Any] | None: ...
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None: ...
     def existing(self, ids: Sequence[str]) -> set[str]: ...
-    def query(self, vector: np.ndarray, k: int, kinds: Iterable[str] | None = None) -> list[Hit]: ...
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        kinds: Iterable[str] | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]: ...
     def delete_file(self, source: str, digest: str) -> int: ...
     def files(self) -> list[FileRecord]: ...
     def mark_file(self, record: FileRecord) -> None: ...
@@ -176,13 +182,21 @@ class ChromaStore:
             return set()
         return set(self.items.get(ids=list(ids), include=[])["ids"])
 
-    def query(self, vector: np.ndarray, k: int, kinds: Iterable[str] | None = None) -> list[Hit]:
-        wanted = list(kinds or [])
-        where: dict[str, Any] | None = None
-        if len(wanted) == 1:
-            where = {"kind": wanted[0]}
-        elif wanted:
-            where = {"kind": {"$in": wanted}}
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        kinds: Iterable[str] | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` nearest items, best first; ``kinds`` keeps those kinds only (``page``, ``clip``, ``image``),
+        ``sources`` those of these files only (exact ``source`` paths as stored, e.g. a folder's files taken
+        from :meth:`files`; an empty list matches nothing)."""
+        if sources is not None and isinstance(sources, str):
+            raise TypeError("sources= takes a list of source paths, not one string")
+        if sources is not None and not sources:
+            return []
+        where = _where(kinds, sources)
         found = self.items.query(
             query_embeddings=[np.asarray(vector, np.float32)],
             n_results=k,
@@ -237,6 +251,18 @@ class ChromaStore:
             if len(ids) < page_size:
                 return out
             offset += page_size
+
+
+def _where(kinds: Iterable[str] | None, sources: Sequence[str] | None) -> dict[str, Any] | None:
+    """Chroma's ``where`` for the kinds and sources wanted (``$in`` for several, ``$and`` for both)."""
+    clauses = [
+        {field: values[0]} if len(values) == 1 else {field: {"$in": values}}
+        for field, values in (("kind", list(kinds or [])), ("source", [str(s) for s in sources or []]))
+        if values
+    ]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def read_signature(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
