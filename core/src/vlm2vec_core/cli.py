@@ -476,27 +476,31 @@ def _index(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.errors else 0
 
 
-def _hits(args: argparse.Namespace, query: str) -> list[Any]:
-    from .indexer import search
+def _service(args: argparse.Namespace, *, allow_empty: bool = False) -> Any:
+    """The SearchService the options name: the index (which must exist; empty only with ``allow_empty``), the
+    encoder it was built with unless told otherwise, and the reranker of ``--rerank`` (with ``--candidates``).
+    ``search``, ``ask``, ``ui`` and ``mcp`` all start here."""
+    from .service import SearchService
 
     store, recorded = _recorded(args)
     if store is None:
         raise _Stop(f"no index at {args.db}: run `vlm2vec index PATH --db {args.db}` first")
-    if store.count() == 0:
+    if not allow_empty and store.count() == 0:
         raise _Stop(f"the collection {args.collection!r} is empty: run `vlm2vec index PATH` first")
     _follow_index(args, recorded)
     encoder, store = _checked_encoder(args, store)
-    if not args.rerank:
-        return search(query, encoder, store, k=args.k, kinds=args.types)
-    from .indexer import rerank_hits
+    reranker = _reranker(args.rerank, args.rerank_family, args) if getattr(args, "rerank", None) else None
+    return SearchService(encoder, store, reranker=reranker, candidates=getattr(args, "candidates", 50))
+
+
+def _hits(args: argparse.Namespace, query: str) -> list[Any]:
     from .loading import ModelNotFoundError
 
-    reranker = _reranker(args.rerank, args.rerank_family, args)
-    candidates = search(query, encoder, store, k=max(args.k, args.candidates), kinds=args.types)
+    service = _service(args)
     problems: list[Any] = []
     try:
-        hits = rerank_hits(query, candidates, reranker, top_n=args.k, encoder=encoder, errors=problems)
-    except (ModelNotFoundError, UnknownFamilyError) as exc:
+        hits = service.search(query, k=args.k, kinds=args.types, errors=problems)
+    except (ModelNotFoundError, UnknownFamilyError) as exc:  # the reranker's weights, found at first use
         raise _Stop(str(exc)) from exc
     for problem in problems:
         print(f"skipped in reranking: {problem}", file=sys.stderr)
