@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,3 +82,27 @@ def test_scores_are_cosine_similarities(store: ChromaStore) -> None:
     hit = store.query(QUERY, 1, sources=["/other/c.png"])[0]
     assert hit.score == pytest.approx(1.0 / np.sqrt(1.25), abs=1e-5)
     assert hit.metadata["source"] == "/other/c.png"
+
+
+def test_each_item_is_stored_with_a_short_caption(tmp_path: Path) -> None:
+    store = ChromaStore.open(db=tmp_path / "db")
+    metadatas: list[dict[str, Any]] = [
+        {"kind": "page", "source": "/d/report.pdf", "file_name": "report.pdf", "page": 3},
+        {"kind": "clip", "source": "/d/talk.mp4", "file_name": "talk.mp4", "start_seconds": 10.0, "end_seconds": 20.0},
+        {"kind": "clip", "source": "/d/talk.mp4", "start_seconds": 62.5, "end_seconds": 72.5},
+        {"kind": "image", "source": "/d/photo.png", "file_name": "photo.png"},
+        {"kind": "image"},
+    ]
+    ids = ["p", "c", "c2", "i", "bare"]
+    store.upsert(ids, np.eye(5, 4, dtype=np.float32) + 0.1, metadatas)
+    got = store.items.get(ids=ids, include=["documents"])
+    documents = dict(zip(got["ids"], got["documents"], strict=True))
+    expected = {
+        "p": "report.pdf p.3",
+        "c": "talk.mp4 0:10-0:20",
+        "c2": "talk.mp4 1:02.5-1:12.5",
+        "i": "photo.png",
+        "bare": "bare",
+    }
+    assert documents == expected
+    assert {h.id: h.label for h in store.query(QUERY, 5)} == expected

@@ -59,13 +59,8 @@ class Hit:
 
     @property
     def label(self) -> str:
-        """``report.pdf p.3`` / ``talk.mp4 10.0-20.0 s`` / ``photo.png``."""
-        name = self.metadata.get("file_name", self.metadata.get("source", self.id))
-        if self.kind == "page":
-            return f"{name} p.{self.metadata.get('page')}"
-        if self.kind == "clip":
-            return f"{name} {self.metadata.get('start_seconds', 0):.1f}-{self.metadata.get('end_seconds', 0):.1f} s"
-        return str(name)
+        """``report.pdf p.3`` / ``talk.mp4 0:10-0:20`` / ``photo.png`` (the stored caption, see :func:`caption`)."""
+        return caption(self.metadata, default=self.id)
 
     def clip_frames(self, count: int) -> list[Any] | None:
         """``count`` frames spread over a clip hit, read from its video; None for other hits or when the video
@@ -172,9 +167,15 @@ class ChromaStore:
         return read_signature(self.items.metadata)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
+        """Store items under their ids (replacing what was there), each with a short caption as its document
+        (``report.pdf p.3``), so that LangChain's and LlamaIndex's Chroma stores, which return documents' text,
+        read a CLI-built collection too."""
         if ids:
             self.items.upsert(
-                ids=list(ids), embeddings=np.asarray(vectors, dtype=np.float32), metadatas=list(metadatas)
+                ids=list(ids),
+                embeddings=np.asarray(vectors, dtype=np.float32),
+                metadatas=list(metadatas),
+                documents=[caption(m, default=i) for i, m in zip(ids, metadatas, strict=True)],
             )
 
     def existing(self, ids: Sequence[str]) -> set[str]:
@@ -251,6 +252,26 @@ class ChromaStore:
             if len(ids) < page_size:
                 return out
             offset += page_size
+
+
+def caption(metadata: Mapping[str, Any], *, default: str = "") -> str:
+    """A stored item's short caption from its metadata: ``report.pdf p.3``, ``talk.mp4 0:10-0:20``,
+    ``photo.png`` (the file name, else the source, else ``default``)."""
+    name = metadata.get("file_name") or (Path(str(metadata["source"])).name if metadata.get("source") else default)
+    kind = metadata.get("kind")
+    if kind == "page" and metadata.get("page") is not None:
+        return f"{name} p.{metadata['page']}"
+    if kind == "clip" and metadata.get("start_seconds") is not None:
+        start = float(metadata["start_seconds"])
+        end = float(metadata.get("end_seconds", start))
+        return f"{name} {_clock(start)}-{_clock(end)}"
+    return str(name)
+
+
+def _clock(seconds: float) -> str:
+    """``0:10``, ``1:02.5``: the time format of ``Item.label`` and the CLI."""
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}" if secs % 1 else f"{int(minutes)}:{int(secs):02d}"
 
 
 def _where(kinds: Iterable[str] | None, sources: Sequence[str] | None) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from vlm2vec_core import input_for_reference
+from vlm2vec_core import InputError, input_for_metadata
 from vlm2vec_core.media import to_data_url
 
 from .embeddings import VLM2VecEmbeddings
@@ -145,15 +145,19 @@ class VLM2VecRetriever(BaseRetriever):
 
 
 def image_block(metadata: dict[str, Any], *, max_side: int | None = 1024) -> ImageContentBlock | None:
-    """The page image or clip thumbnail a stored Document points at, as a base64 image content block."""
+    """The page or image a stored Document points at (from its reference: the page itself, not the cached
+    display thumbnail), or a clip's thumbnail, as a base64 image content block; None when the file is gone."""
     source: Any = None
-    path = metadata.get("image_path")
-    if path and Path(path).is_file():
+    if metadata.get("kind") in ("page", "image") and metadata.get("reference"):
+        try:
+            source = input_for_metadata(metadata).image
+        except (InputError, OSError, ValueError) as exc:
+            log.warning("no image for %s: %s", metadata.get("reference"), exc)
+            return None
+    elif (path := metadata.get("image_path")) and Path(path).is_file():
         source = path
-    elif metadata.get("kind") in ("page", "image") and metadata.get("reference"):
-        source = input_for_reference(str(metadata["reference"])).image  # cache cleared: render the page again
     if source is None:
-        log.warning("no image for %s: %s is gone", metadata.get("reference"), path)
+        log.warning("no image for %s: %s is gone", metadata.get("reference"), metadata.get("image_path"))
         return None
     url = to_data_url(source, max_side=max_side)
     head, _, data = url.partition(",")

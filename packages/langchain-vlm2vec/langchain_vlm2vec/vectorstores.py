@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 
 from langchain_core.documents import Document
@@ -11,6 +12,8 @@ from langchain_core.vectorstores import VectorStore
 from vlm2vec_core.store import check_collection, is_chroma_collection
 
 from .embeddings import VLM2VecEmbeddings, precomputed
+
+log = logging.getLogger(__name__)
 
 
 def check_vectorstore(vectorstore: VectorStore, embeddings: VLM2VecEmbeddings | None = None) -> None:
@@ -30,6 +33,7 @@ def add_media_documents(
     embeddings: VLM2VecEmbeddings | None = None,
     ids: Sequence[str] | None = None,
     batch_size: int = 32,
+    skip_existing: bool = True,
 ) -> list[str]:
     """Store loader Documents (pages, clips) in ``vectorstore`` under the vectors of the page images and clips.
 
@@ -38,9 +42,11 @@ def add_media_documents(
     embeddings (``Chroma(embedding_function=emb)``, ``InMemoryVectorStore(emb)``, PGVector, Qdrant, ...): the
     vectors are computed here and handed to the store's own ``add_documents``, which asks the embeddings for
     the captions' vectors and gets the pixels' vectors instead. Ids default to the Documents' stable ids, so
-    adding the same file again overwrites rather than duplicates in stores that upsert (Chroma does). A Chroma
-    collection records the model that filled it and refuses another family's or truncation's vectors
-    (:func:`check_vectorstore`).
+    adding the same file again stores nothing twice. With ``skip_existing`` (the default) ids the store already
+    holds (``vectorstore.get_by_ids``, e.g. from an earlier run or the CLI's ``vlm2vec index`` into the same
+    Chroma collection) are neither embedded nor written again; ``skip_existing=False`` re-embeds and overwrites
+    them (in stores that upsert, as Chroma does). Returns the ids written. A Chroma collection records the model
+    that filled it and refuses another family's or truncation's vectors (:func:`check_vectorstore`).
     """
     store_embeddings = vectorstore.embeddings
     emb = embeddings or store_embeddings
@@ -57,6 +63,14 @@ def add_media_documents(
     if ids is not None and len(ids) != len(docs):
         raise ValueError(f"got {len(ids)} ids for {len(docs)} documents")
     check_vectorstore(vectorstore, emb)
+    keys = list(ids) if ids is not None else [d.id for d in docs]
+    if skip_existing:
+        stored = _stored_ids(vectorstore, [k for k in keys if k])
+        kept = [i for i, key in enumerate(keys) if not key or key not in stored]
+        if len(kept) < len(docs):
+            log.info("%d of %d documents are stored already: not embedded again", len(docs) - len(kept), len(docs))
+        docs, keys = [docs[i] for i in kept], [keys[i] for i in kept]
+        ids = [str(k) for k in keys] if ids is not None else None
     added: list[str] = []
     for start in range(0, len(docs), batch_size):
         chunk = docs[start : start + batch_size]
@@ -73,6 +87,19 @@ def add_media_documents(
     return added
 
 
+def _stored_ids(vectorstore: VectorStore, ids: list[str], page: int = 500) -> set[str]:
+    """Which of ``ids`` the store holds (nothing known for a store without ``get_by_ids``)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), page):
+        try:
+            docs = vectorstore.get_by_ids(ids[start : start + page])
+        except NotImplementedError:
+            log.debug("%s cannot look ids up: every document is embedded", type(vectorstore).__name__)
+            return set()
+        found.update(d.id for d in docs if d.id)
+    return found
+
+
 async def aadd_media_documents(
     vectorstore: VectorStore,
     documents: Iterable[Document],
@@ -80,8 +107,15 @@ async def aadd_media_documents(
     embeddings: VLM2VecEmbeddings | None = None,
     ids: Sequence[str] | None = None,
     batch_size: int = 32,
+    skip_existing: bool = True,
 ) -> list[str]:
     """``add_media_documents`` off the event loop."""
     return await asyncio.to_thread(
-        add_media_documents, vectorstore, list(documents), embeddings=embeddings, ids=ids, batch_size=batch_size
+        add_media_documents,
+        vectorstore,
+        list(documents),
+        embeddings=embeddings,
+        ids=ids,
+        batch_size=batch_size,
+        skip_existing=skip_existing,
     )
