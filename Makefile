@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= VLM2Vec/VLM2Vec-V2.0
+BASE_MODEL ?=
+BASE := $(if $(BASE_MODEL),--base-model "$(BASE_MODEL)")
 QUERY ?= a bar chart of quarterly revenue
 
 .PHONY: setup demo test lint bench clean
@@ -18,8 +20,8 @@ $(VENV)/.installed: core/pyproject.toml $(wildcard packages/*/pyproject.toml) re
 
 # The main job: index the sample PDF and video (examples/data), then search them.
 demo: setup
-	$(VENV)/bin/vlm2vec index examples/data --model "$(MODEL)" --db .vlm2vec --clip-seconds 5
-	$(VENV)/bin/vlm2vec search "$(QUERY)" --model "$(MODEL)" --db .vlm2vec --sheet .vlm2vec/hits.png
+	$(VENV)/bin/vlm2vec index examples/data --model "$(MODEL)" $(BASE) --db .vlm2vec --clip-seconds 5
+	$(VENV)/bin/vlm2vec search "$(QUERY)" --model "$(MODEL)" $(BASE) --db .vlm2vec --sheet .vlm2vec/hits.png
 
 test: setup
 	$(PY) -m pytest

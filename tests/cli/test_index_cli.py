@@ -66,5 +66,6 @@ def test_missing_weights_say_how_to_point_at_a_local_copy(tmp_path: Path) -> Non
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
-    assert "--model DIR" in lines[0] and "hf download VLM2Vec/VLM2Vec-V2.0" in lines[0]
+    assert "--model ADAPTER --base-model BASE" in lines[0] and "hf download VLM2Vec/VLM2Vec-V2.0" in lines[0]
+    assert "hf download Qwen/Qwen2-VL-2B-Instruct" in lines[0]
     assert "Traceback" not in result.stderr

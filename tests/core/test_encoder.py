@@ -293,7 +293,8 @@ def test_adapter_base_can_be_overridden(tiny_model_dir: Path, tiny_adapter_dir: 
     cfg = json.loads((moved / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "Qwen/Qwen2-VL-2B-Instruct"
     (moved / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelNotFoundError, match="base model 'Qwen/Qwen2-VL-2B-Instruct'.*base_model=DIR"):
+    expected = r"base model 'Qwen/Qwen2-VL-2B-Instruct'.*--base-model BASE \(base_model=BASE\)"
+    with pytest.raises(ModelNotFoundError, match=expected):
         VLM2VecEncoder(moved).load()
     assert VLM2VecEncoder(moved, base_model=tiny_model_dir).checkpoint.weights == tiny_model_dir
 
@@ -302,7 +303,14 @@ def test_missing_weights_say_how_to_point_at_a_local_copy(tmp_path: Path):
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         VLM2VecEncoder(tmp_path / "nowhere").load()
     with pytest.raises(ModelNotFoundError, match=r"Could not get the weights.*--model DIR"):
+        _ = VLM2VecEncoder("someone/not-an-adapter").dim
+    # a published adapter: both downloads at once, and both options
+    with pytest.raises(ModelNotFoundError) as caught:
         _ = VLM2VecEncoder("VLM2Vec/VLM2Vec-V2.0").dim
+    message = str(caught.value)
+    assert "hf download VLM2Vec/VLM2Vec-V2.0 --local-dir ADAPTER" in message
+    assert "hf download Qwen/Qwen2-VL-2B-Instruct --local-dir BASE" in message
+    assert "--model ADAPTER --base-model BASE" in message
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match="neither model weights"):
         VLM2VecEncoder(tmp_path / "empty").load()

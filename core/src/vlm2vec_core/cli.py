@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
     serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
     _eval_options(commands)
+    for sub in commands.choices.values():  # -v anywhere on the line: `vlm2vec index -v ...` as well
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="details on errors")
     return parser
 
 
@@ -218,9 +220,14 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    if args.verbose or args.command == "serve":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_Brief())
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else (logging.INFO if args.command == "serve" else logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
     )
     global _VERBOSE
     _VERBOSE = bool(args.verbose)
@@ -252,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _VERBOSE = False
+
+
+class _Brief(logging.Formatter):
+    """``warning: message``, as the CLI's own errors read (the logger, time and traceback with -v)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
 def _quiet_third_parties() -> None:
@@ -344,7 +358,24 @@ def _licence_note(encoder: Any) -> None:
 def _store(args: argparse.Namespace) -> Any:
     from .store import ChromaStore
 
+    if args.chroma_url:
+        _check_chroma(args.chroma_url)
     return ChromaStore.open(db=None if args.chroma_url else args.db, url=args.chroma_url, collection=args.collection)
+
+
+def _check_chroma(url: str) -> None:
+    """One cheap request to a `chroma run` server before anything else (a model load) happens."""
+    import httpx
+
+    base = url.rstrip("/")
+    try:
+        response = httpx.get(f"{base}/api/v2/heartbeat", timeout=5.0)
+    except httpx.HTTPError as exc:
+        raise _Stop(f"no Chroma server answers at {url} ({exc}): start one with `chroma run --path DIR`") from exc
+    if response.status_code == 404:  # an older server
+        response = httpx.get(f"{base}/api/v1/heartbeat", timeout=5.0)
+    if response.status_code >= 400:
+        raise _Stop(f"{url} does not answer as a Chroma server (HTTP {response.status_code} on its heartbeat)")
 
 
 def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
@@ -510,17 +541,7 @@ def _hits(args: argparse.Namespace, query: str) -> list[Any]:
 def _search(args: argparse.Namespace) -> int:
     hits = _hits(args, args.query)
     if args.json:
-        rows = [
-            {
-                "rank": n,
-                "score": round(h.score, 6),
-                **({"rerank_score": round(h.rerank_score, 6)} if h.rerank_score is not None else {}),
-                "id": h.id,
-                **h.metadata,
-            }
-            for n, h in enumerate(hits, 1)
-        ]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([_hit_row(n, h) for n, h in enumerate(hits, 1)], indent=2))
     else:
         print(_table(hits))
     if args.sheet:
@@ -528,6 +549,24 @@ def _search(args: argparse.Namespace) -> int:
 
         print(f"contact sheet: {contact_sheet(hits, args.sheet)}", file=sys.stderr)
     return 0
+
+
+_HIT_KEYS = (
+    "kind", "file_name", "source", "reference", "page", "page_count", "start_seconds", "end_seconds",
+    "clip_index", "image_path", "content_sha256",
+)  # fmt: skip
+
+
+def _hit_row(rank: int, hit: Any) -> dict[str, Any]:
+    """A hit as --json prints it: always the same keys in the same order (then any others, sorted)."""
+    row: dict[str, Any] = {"rank": rank, "score": round(hit.score, 6)}
+    if hit.rerank_score is not None:
+        row["rerank_score"] = round(hit.rerank_score, 6)
+    row["id"] = hit.id
+    meta = hit.metadata
+    row.update({key: meta[key] for key in _HIT_KEYS if key in meta})
+    row.update({key: meta[key] for key in sorted(meta) if key not in row and key != "id"})
+    return row
 
 
 def _table(hits: list[Any]) -> str:
@@ -568,8 +607,12 @@ def _ask(args: argparse.Namespace) -> int:
     if not hits:
         print("\nnothing retrieved to answer from")
         return 0
+    import httpx
+
     try:
         answer = ask(args.question, hits, config)
+    except httpx.HTTPError as exc:  # refused, unknown host, timed out
+        raise _Stop(f"the chat endpoint {config.base_url} cannot be reached ({exc}); the hits are above") from exc
     except (RuntimeError, OSError) as exc:
         raise _Stop(str(exc)) from exc
     print(f"\n{answer}")

@@ -19,6 +19,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "VLM2Vec/VLM2Vec-V2.0"
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# Published adapters and the base model each is merged into: a missing adapter's message names both downloads.
+ADAPTER_BASES = {
+    "VLM2Vec/VLM2Vec-V2.0": "Qwen/Qwen2-VL-2B-Instruct",
+    "TIGER-Lab/VLM2Vec-Qwen2VL-2B": "Qwen/Qwen2-VL-2B-Instruct",
+    "TIGER-Lab/VLM2Vec-Qwen2VL-7B": "Qwen/Qwen2-VL-7B-Instruct",
+}
 
 
 class ModelNotFoundError(OSError):
@@ -71,12 +77,30 @@ def _local_dir(model: str | Path, adapter_of: str | None = None, hint: str = "pa
     try:
         return Path(snapshot_download(name))
     except (OSError, HfHubHTTPError, ValueError) as exc:  # offline, no such repo, gated, bad id
-        what = f"base model {name!r} of adapter {adapter_of!r}" if adapter_of else f"model {name!r}"
-        hint = "pass base_model=DIR" if adapter_of else hint
-        raise ModelNotFoundError(
-            f"Could not get the weights of the {what} ({type(exc).__name__}): download it where there is "
-            f"network (`hf download {name} --local-dir DIR`) and {hint}."
-        ) from exc
+        raise ModelNotFoundError(_missing(name, adapter_of, hint, exc)) from exc
+
+
+def _missing(name: str, adapter_of: str | None, hint: str, exc: BaseException) -> str:
+    """What to download, and how to point at it: both the adapter and its base at once when the model is a
+    published adapter (the CLI's options first, the Python keywords in brackets)."""
+    why = type(exc).__name__
+    if adapter_of:
+        return (
+            f"Could not get the weights of the base model {name!r} of adapter {adapter_of!r} ({why}): download it "
+            f"where there is network (`hf download {name} --local-dir BASE`) and pass --base-model BASE "
+            "(base_model=BASE)."
+        )
+    base = ADAPTER_BASES.get(name)
+    if base is not None:
+        return (
+            f"Could not get the weights of the model {name!r} ({why}). It is an adapter on {base}: download both "
+            f"where there is network (`hf download {name} --local-dir ADAPTER` and `hf download {base} "
+            f"--local-dir BASE`), then pass --model ADAPTER --base-model BASE (model=ADAPTER, base_model=BASE)."
+        )
+    return (
+        f"Could not get the weights of the model {name!r} ({why}): download it where there is network "
+        f"(`hf download {name} --local-dir DIR`) and {hint}."
+    )
 
 
 # transformers < 4.52 laid Qwen2-VL out as model.layers / visual; 5.x nests both under model.

@@ -65,7 +65,7 @@ def detect_family(weights: Path, model_name: str, *, adapter: Path | None = None
     if backbone is None:
         raise UnknownFamilyError(
             f"{model_name}: cannot tell its model family (config model_type {model_type!r}); the families are "
-            f"{', '.join(FAMILIES)} (pass family=... / --family)"
+            f"{', '.join(FAMILIES)} (pass --family NAME, or family=NAME in Python)"
         )
     if backbone == "qwen3-vl":
         return qwen3_vl.PROFILE
@@ -74,8 +74,8 @@ def detect_family(weights: Path, model_name: str, *, adapter: Path | None = None
     if model_name not in _warned:
         _warned.add(model_name)
         log.warning(
-            "%s: full Qwen2-VL weights do not say which family they belong to; assuming %s (pass family=... / "
-            "--family gme, unime-v2, vlm2vec-v1 if that is wrong)",
+            "%s: full Qwen2-VL weights do not say which family they belong to; assuming %s (if that is wrong, "
+            "pass --family gme, unime-v2 or vlm2vec-v1; family=... in Python)",
             model_name,
             FAMILIES[_ASSUMED_FOR_QWEN2VL].title,
         )

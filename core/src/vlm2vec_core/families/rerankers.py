@@ -197,11 +197,14 @@ def detect_reranker_family(weights: Path | None, model_name: str) -> RerankProfi
 
         raise UnknownFamilyError(
             f"{model_name}: cannot tell its reranker family (config model_type {model_type!r}); the families are "
-            f"{', '.join(RERANKERS)} (pass family=... / --rerank-family)"
+            f"{', '.join(RERANKERS)} (pass --rerank-family NAME, or family=NAME in Python)"
         )
     if model_name not in _warned and profile is not QWEN3_VL_RERANKER:
         _warned.add(model_name)
         log.warning(
-            "%s: a %s checkpoint; assuming %s (pass family=... if wrong)", model_name, model_type, profile.title
+            "%s: a %s checkpoint; assuming %s (if wrong, pass --rerank-family; family=... in Python)",
+            model_name,
+            model_type,
+            profile.title,
         )
     return profile
