@@ -32,7 +32,9 @@ def test_info_and_list(tmp_path: Path):
     facts = json.loads(info.stdout)
     assert (facts["model"], facts["family"], facts["dim"], facts["files"]) == ("fake-model", "vlm2vec-v2", 64, 3)
     assert facts["items"] == {"image": 1, "page": 2}  # the two copies share one item
+    assert facts["cache_files"] == 2 and facts["cache_bytes"] > 0  # the two page thumbnails; images show themselves
     assert "vlm2vec-v2" in run_cli("info", *store_args(tmp_path)).stdout
+    assert "2 thumbnails" in run_cli("info", *store_args(tmp_path)).stdout
     (docs / "report.pdf").unlink()
     rows = json.loads(run_cli("list", *store_args(tmp_path), "--json").stdout)
     assert [(Path(r["source"]).name, r["kind"], r["items"], r["present"]) for r in rows] == [

@@ -398,7 +398,12 @@ def _info(args: argparse.Namespace) -> int:
 
     store = _existing_store(args)
     signature = store.signature() or {}
-    kinds = Counter(str(m.get("kind", "?")) for m in store.metadatas())
+    metadatas = store.metadatas()
+    kinds = Counter(str(m.get("kind", "?")) for m in metadatas)
+    cached = {  # the page and clip thumbnails this index's items show (an image item shows its own file)
+        m["image_path"] for m in metadatas if m.get("image_path") and m.get("image_path") != m.get("source")
+    }
+    sizes = [Path(p).stat().st_size for p in cached if Path(p).is_file()]
     facts = {
         "collection": args.collection,
         "where": args.chroma_url or str(args.db),
@@ -408,14 +413,28 @@ def _info(args: argparse.Namespace) -> int:
         "truncate_dim": signature.get("truncate_dim") or None,
         "files": len(store.files()),
         "items": dict(sorted(kinds.items())),
+        "cache_files": len(sizes),
+        "cache_bytes": sum(sizes),
     }
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
+    facts["cache"] = f"{facts.pop('cache_files')} thumbnails, {_size(int(facts.pop('cache_bytes') or 0))}"
     for key, value in facts.items():
         shown = ", ".join(f"{n} {k}s" for k, n in value.items()) if isinstance(value, dict) else value
         print(f"{key:<13}{shown if shown not in (None, '') else '-'}")
     return 0
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _list(args: argparse.Namespace) -> int:
