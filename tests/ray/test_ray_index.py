@@ -1,0 +1,144 @@
+"""Indexing on a real local Ray cluster (2 CPUs, no GPU: the actors run the tiny checkpoint on the CPU) into a real
+`chroma run` server: the same items, metadata and vectors as the one-machine indexer, exactly once across runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mediafixtures import make_image, make_pdf, make_video
+from vlm2vec_core.indexer import IndexReport, index_paths
+from vlm2vec_core.store import ChromaStore
+
+pytest.importorskip("ray")
+from vlm2vec_core.distributed import index_with_ray
+
+OPTIONS: dict[str, Any] = {"dpi": 72, "clip_seconds": 2.0, "batch_size": 2}
+GOOD = ("report.pdf", "talk.mp4", "photo.png")
+ITEMS = 3 + 2 + 1  # pages, clips (4 s in 2 s clips), the image
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    docs = tmp_path_factory.mktemp("corpus")
+    make_pdf(docs / "report.pdf", 3, size=(306, 396))
+    make_video(docs / "talk.mp4", seconds=4.0, fps=5)
+    make_image(docs / "photo.png", seed=3)
+    good = make_pdf(docs / "x.pdf", 1).read_bytes()
+    (docs / "x.pdf").unlink()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%" + b"\x00" * 40 + good[-200:])  # a header, then no document
+    return docs
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path, cache: Path, tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> ChromaStore:
+    """The one-machine indexer's store of the same files."""
+    store = ChromaStore.open(db=tmp_path_factory.mktemp("reference-db"))
+    report = index_paths([corpus], tiny_encoder, store, cache_dir=cache, **OPTIONS)
+    assert report.files_indexed == 3 and sum(report.items.values()) == ITEMS
+    return store
+
+
+def ray_index(server: Any, collection: str, corpus: Path, model: Path, cache: Path, **kw: Any) -> IndexReport:
+    return index_with_ray(
+        [corpus], server.url, model=model, collection=collection, cache_dir=cache, **{**OPTIONS, **kw}
+    )
+
+
+def contents(store: ChromaStore) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    got = store.items.get(include=["metadatas", "embeddings"])
+    return {
+        i: (dict(m), np.asarray(e, np.float32))
+        for i, m, e in zip(got["ids"], got["metadatas"], got["embeddings"], strict=True)
+    }
+
+
+def ledger(store: ChromaStore) -> set[tuple[str, str, int]]:
+    return {(r.source, r.digest, r.items) for r in store.files()}
+
+
+def only_broken(report: IndexReport) -> None:
+    assert len(report.errors) == 1, report.errors
+    assert "broken.pdf" in str(report.errors[0])
+
+
+def test_same_items_as_one_machine_and_a_second_run_stores_nothing(
+    ray_cluster: Any, chroma_server: Any, corpus: Path, cache: Path, tiny_model_dir: Path, reference: ChromaStore
+) -> None:
+    report = ray_index(chroma_server, "ray", corpus, tiny_model_dir, cache)
+    only_broken(report)  # reported, and the rest indexed
+    assert report.files_indexed == 3
+    assert dict(report.items) == {"page": 3, "clip": 2, "image": 1}
+    store = ChromaStore.open(url=chroma_server.url, collection="ray")
+    assert store.signature() == reference.signature()
+    ours, theirs = contents(store), contents(reference)
+    assert sorted(ours) == sorted(theirs) and len(ours) == ITEMS
+    for item_id, (meta, vector) in theirs.items():
+        assert ours[item_id][0] == meta
+        np.testing.assert_allclose(ours[item_id][1], vector, atol=1e-5)
+    assert ledger(store) == ledger(reference)
+
+    again = ray_index(chroma_server, "ray", corpus, tiny_model_dir, cache)
+    assert (again.files_unchanged, sum(again.items.values()), again.reused) == (3, 0, 0)
+    only_broken(again)  # a bad file is never recorded: it is tried (and reported) again
+    assert store.count() == ITEMS and ledger(store) == ledger(reference)
+
+
+class Interrupt:
+    """A progress bar that stops the run (as Ctrl-C would) once ``after`` items arrived."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.seen = after, 0
+
+    def update(self, n: int) -> None:
+        self.seen += n
+        if self.seen >= self.after:
+            raise KeyboardInterrupt
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+
+def test_an_interrupted_run_resumes_exactly_once(
+    ray_cluster: Any, chroma_server: Any, corpus: Path, cache: Path, tiny_model_dir: Path, reference: ChromaStore
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        ray_index(chroma_server, "resumed", corpus, tiny_model_dir, cache, rows_per_call=2, progress=Interrupt(2))
+    store = ChromaStore.open(url=chroma_server.url, collection="resumed")
+    stored_before, recorded_before = store.count(), len(store.files())
+    assert stored_before > 0 and recorded_before < 3  # stopped part way, some items in
+
+    resumed = ray_index(chroma_server, "resumed", corpus, tiny_model_dir, cache)
+    only_broken(resumed)
+    assert resumed.files_unchanged == recorded_before
+    assert resumed.files_indexed == 3 - recorded_before
+    assert sum(resumed.items.values()) == ITEMS - stored_before  # what the first run stored is not embedded again
+    ours, theirs = contents(store), contents(reference)
+    assert sorted(ours) == sorted(theirs)  # every item, once
+    for item_id, (meta, vector) in theirs.items():
+        assert ours[item_id][0] == meta
+        np.testing.assert_allclose(ours[item_id][1], vector, atol=1e-5)
+    assert ledger(store) == ledger(reference)
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ImportError, match=r"pip install \"vlm2vec-core\[ray\]\""):
+        index_with_ray([tmp_path], tmp_path / "db", model=tmp_path)
