@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -26,6 +26,21 @@ import numpy as np
 
 from .documents import Item, clip_sampler, default_cache_dir, file_digest, iter_items, kind_of, walk
 from .errors import InputError
+from .isolate import Job, WorkerPool
+from .pipeline import (
+    COUNT_BATCH,
+    DEPTH,
+    Batch,
+    Entry,
+    ReadJob,
+    auto_workers,
+    count_items,
+    fitting_of,
+    page_ranges,
+    read_items,
+    sampler_args,
+)
+from .progress import IndexProgress
 from .protocol import Encoder, encode_by_task
 from .store import FileRecord, Hit, VectorStore
 
@@ -89,13 +104,26 @@ def index_paths(
     batch_size: int = 8,
     prune: bool = False,
     progress: Any = None,
+    workers: int | None = None,
+    file_timeout: float | None = None,
 ) -> IndexReport:
-    """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal."""
+    """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal.
+
+    Files are read, rendered and fitted in ``workers`` processes (None: one per CPU; 0: in this process) while
+    the encoder runs (see ``vlm2vec_core.pipeline``): a file that crashes its decoder or takes longer than
+    ``file_timeout`` seconds (None: no limit; needs workers) is reported and skipped, and the run goes on.
+    ``progress``: a tqdm-like bar; its total is set once the files' pages and clips are counted.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 (in this process) or more, got {workers}")
+    if file_timeout is not None and not file_timeout > 0:
+        raise ValueError(f"file_timeout must be positive, got {file_timeout!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     started = time.perf_counter()
     report = IndexReport()
     check_store(encoder, store)
     tasks = task_for_kind(encoder)
-    sampler = clip_sampler(encoder)
     roots = [Path(p) for p in paths]
     known: dict[str, set[str]] = {}
     for record in store.files():
@@ -124,6 +152,7 @@ def index_paths(
         for record in store.files():
             known.setdefault(record.source, set()).add(record.digest)
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
+    todo: list[tuple[str, str, str]] = []
     for source, digest, what in files:
         if digest in known.get(source, set()):
             report.files_unchanged += 1
@@ -132,87 +161,204 @@ def index_paths(
             title = getattr(getattr(encoder, "family", None), "title", "this model")
             report.errors.append(InputError(f"{title} takes no {_WHAT[what]}", source=source))
             continue
-        stored = _index_file(
-            Path(source),
-            source,
-            digest,
-            encoder,
-            store,
-            report,
-            tasks=tasks,
-            sampler=sampler,
-            cache_dir=cache,
-            dpi=dpi,
-            clip_seconds=clip_seconds,
-            chunk_size=chunk_size,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        if stored is not None:
-            store.mark_file(FileRecord(source, digest, stored, time.time()))
-            report.files_indexed += 1
+        todo.append((source, digest, what))
+    run = _Run(encoder, store, report, tasks, IndexProgress(progress), batch_size, chunk_size)
+    options = {"cache_dir": cache, "dpi": dpi, "clip_seconds": clip_seconds}
+    count = workers if workers is not None else auto_workers()
+    if todo and count > 0 and not _picklable(sampler_args(encoder), fitting_of(encoder)):
+        log.info("the encoder's family cannot be sent to worker processes: reading the files in this process")
+        count = 0
+    if todo and count > 0:
+        _index_in_workers(todo, run, options, workers=min(count, max(1, _job_estimate(todo))), timeout=file_timeout)
+    elif todo:
+        _index_in_process(todo, run, options)
+    run.progress.finish()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _index_file(
-    path: Path,
-    source: str,
-    digest: str,
-    encoder: Encoder,
-    store: VectorStore,
-    report: IndexReport,
-    *,
-    tasks: Mapping[str, str],
-    sampler: Any,
-    cache_dir: str | Path | None,
-    dpi: float,
-    clip_seconds: float,
-    chunk_size: int,
-    batch_size: int,
-    progress: Any,
-) -> int | None:
-    """Embed and store one file's items chunk by chunk; the number stored, or None when the file failed."""
-    started = time.perf_counter()
-    errors: list[InputError] = []
-    items = iter_items(
-        path,
-        cache_dir=cache_dir,
-        dpi=dpi,
-        clip_seconds=clip_seconds,
-        errors=errors,
-        digest=digest,
-        sampler=sampler,
-    )
-    total = 0
-    kept = 0  # items stored now or already there
-    for chunk in _chunks(items, chunk_size):
-        present = store.existing([item.id for item in chunk])
-        fresh = [item for item in chunk if item.id not in present]
-        report.reused += len(chunk) - len(fresh)
+@dataclass
+class _Run:
+    """What every file of one ``index_paths`` call is indexed with."""
+
+    encoder: Any
+    store: VectorStore
+    report: IndexReport
+    tasks: Mapping[str, str]
+    progress: IndexProgress
+    batch_size: int
+    chunk_size: int
+
+    def store_chunk(self, chunk: list[Entry], path: Path, errors: list[InputError]) -> int:
+        """Embed and store one chunk's new items (items already stored are skipped); items not failed."""
+        present = self.store.existing([e.item.id for e in chunk])
+        fresh = [e for e in chunk if e.item.id not in present]
+        self.report.reused += len(chunk) - len(fresh)
+        ready = [e for e in fresh if e.error is None]
         bad: list[InputError] = []
         vectors = encode_by_task(
-            encoder,
-            [i.to_input() for i in fresh],
-            [tasks[i.kind] for i in fresh],
-            batch_size=batch_size,
+            self.encoder,
+            [e.input if e.input is not None else e.item.to_input() for e in ready],
+            [self.tasks[e.item.kind] for e in ready],
+            batch_size=self.batch_size,
             errors=bad,
         )
         failed = {e.index for e in bad}
-        good = [item for n, item in enumerate(fresh) if n not in failed]
-        errors.extend(InputError(e.reason, source=path, location=fresh[e.index or 0].label) for e in bad)
-        store.upsert([item.id for item in good], vectors, [{**item.metadata(), "source": source} for item in good])
-        report.items.update(item.kind for item in good)
-        total += len(chunk)
-        kept += len(chunk) - len(failed)
-        if progress is not None:
-            progress.update(len(chunk))
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.set_postfix_str(", ".join(f"{n / elapsed:.1f} {k}s/s" for k, n in sorted(report.items.items())))
-    report.errors.extend(errors)
-    # A file whose every item failed (unreadable, or every clip broken) is not recorded as done: the next run
-    # tries it again instead of skipping it silently.
-    return None if errors and kept == 0 else total
+        good = [e.item for n, e in enumerate(ready) if n not in failed]
+        problems = [(fresh.index(e), e.error) for e in fresh if e.error is not None]
+        problems += [(fresh.index(ready[e.index or 0]), e) for e in bad]
+        errors.extend(InputError(err.reason, source=path, location=fresh[n].item.label) for n, err in sorted(problems))
+        self.store.upsert([i.id for i in good], vectors, [{**i.metadata(), "source": str(path)} for i in good])
+        self.report.items.update(item.kind for item in good)
+        kind = chunk[0].item.kind if chunk else None
+        self.progress.advance(len(chunk), kind, len(good))
+        return len(chunk) - len(problems)
+
+    def finish_file(self, source: str, digest: str, total: int, kept: int, errors: list[InputError]) -> None:
+        """Report the file's problems; record it as indexed unless every item failed (the next run retries)."""
+        self.report.errors.extend(errors)
+        if errors and kept == 0:
+            return
+        self.store.mark_file(FileRecord(source, digest, total, time.time()))
+        self.report.files_indexed += 1
+
+
+def _picklable(*values: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(values)
+    except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a family made in a function, with lambdas
+        return False
+    return True
+
+
+def _job_estimate(todo: list[tuple[str, str, str]]) -> int:
+    """An upper bound on the jobs the files make (a PDF may be split): no more workers than that are started."""
+    return sum(1_000 if what == "pdf" else 1 for _, _, what in todo)
+
+
+def _index_in_process(todo: list[tuple[str, str, str]], run: _Run, options: dict[str, Any]) -> None:
+    """``workers=0``: each file read, rendered and embedded in this process, chunk by chunk."""
+    run.progress.set_total(sum(n or 0 for n in count_items([(s, w) for s, _, w in todo], options["clip_seconds"])))
+    run.progress.restart_clock()
+    sampler = clip_sampler(run.encoder)
+    for source, digest, _ in todo:
+        errors: list[InputError] = []
+        items = iter_items(Path(source), errors=errors, digest=digest, sampler=sampler, **options)
+        total = kept = 0
+        for chunk in _chunks(items, run.chunk_size):
+            kept += run.store_chunk([Entry(item) for item in chunk], Path(source), errors)
+            total += len(chunk)
+        run.finish_file(source, digest, total, kept, errors)
+
+
+def _index_in_workers(
+    todo: list[tuple[str, str, str]], run: _Run, options: dict[str, Any], *, workers: int, timeout: float | None
+) -> None:
+    """Files read, rendered and fitted in worker processes, embedded and stored here in file order."""
+    family, num_frames = sampler_args(run.encoder)
+    fitting = fitting_of(run.encoder)
+    base = {"cache_dir": str(options["cache_dir"]), "dpi": options["dpi"], "clip_seconds": options["clip_seconds"]}
+    base |= {"family": family, "num_frames": num_frames, "fitting": fitting}
+    with WorkerPool(workers, max_inflight=2 * workers + 2) as pool:
+        counts = _counted(pool, todo, options["clip_seconds"], timeout)
+        run.progress.set_total(sum(n or 0 for n in counts))
+        run.progress.restart_clock()
+        plan = (
+            (position, ReadJob(source, digest, **base, pages=pages))
+            for position, ((source, digest, what), n) in enumerate(zip(todo, counts, strict=True))
+            for pages in (page_ranges(n) if what == "pdf" else [None])
+        )
+        queue = _JobQueue(pool, plan, window=4 * workers, timeout=timeout)
+        for position, (source, digest, _) in enumerate(todo):
+            path = Path(source)
+            errors: list[InputError] = []
+            said: set[str] = set()  # a problem every page range of a file meets is reported once
+            chunk: list[Entry] = []
+            total = kept = 0
+            crashed = False
+            try:
+                for batch in queue.values_of(position):
+                    for event in batch.events:
+                        if isinstance(event, InputError):
+                            if str(event) not in said:
+                                said.add(str(event))
+                                errors.append(event)
+                            continue
+                        chunk.append(event)
+                        if len(chunk) == run.chunk_size:
+                            kept += run.store_chunk(chunk, path, errors)
+                            total, chunk = total + len(chunk), []
+            except InputError as err:  # its decoder crashed or ran past the time limit: the rest is not read
+                queue.drop(position)
+                errors.append(err)
+                crashed = True
+            if chunk:
+                kept += run.store_chunk(chunk, path, errors)
+                total += len(chunk)
+            if crashed:  # not done: the next run tries the file again (what was stored is kept)
+                run.report.errors.extend(errors)
+            else:
+                run.finish_file(source, digest, total, kept, errors)
+
+
+def _counted(
+    pool: WorkerPool, todo: list[tuple[str, str, str]], clip_seconds: float, timeout: float | None
+) -> list[int | None]:
+    """Each file's item count, read in the workers (None where it cannot be told, or its reader crashed)."""
+    pairs = [(source, what) for source, _, what in todo]
+    batches = [pairs[i : i + COUNT_BATCH] for i in range(0, len(pairs), COUNT_BATCH)]
+    jobs = [
+        pool.submit(count_items, batch, clip_seconds, source=batch[0][0], timeout=timeout, depth=1) for batch in batches
+    ]
+    counts: list[int | None] = []
+    for batch, job in zip(batches, jobs, strict=True):
+        try:
+            counts.extend(job.result())
+        except InputError as err:
+            log.info("could not count the items of %d file(s) (%s)", len(batch), err.reason)
+            counts.extend([None] * len(batch))
+    return counts
+
+
+class _JobQueue:
+    """The read jobs, submitted ahead of the file being embedded (``window`` of them at most)."""
+
+    def __init__(self, pool: WorkerPool, plan: Iterator[tuple[int, ReadJob]], *, window: int, timeout: float | None):
+        self.pool, self.plan, self.window, self.timeout = pool, plan, window, timeout
+        self.pending: deque[tuple[int, Job]] = deque()
+        self.dropped: set[int] = set()
+        self._next: tuple[int, ReadJob] | None = None
+        self._top_up()
+
+    def _top_up(self) -> None:
+        while len(self.pending) < self.window:
+            nxt = self._next or next(self.plan, None)
+            self._next = None
+            if nxt is None:
+                return
+            position, job = nxt
+            if position in self.dropped:
+                continue
+            submitted = self.pool.submit(read_items, job, source=job.path, timeout=self.timeout, depth=DEPTH)
+            self.pending.append((position, submitted))
+
+    def values_of(self, position: int) -> Iterator[Batch]:
+        """The batches of file ``position``'s jobs, in order (its jobs are the next ones)."""
+        while True:
+            self._top_up()
+            if not self.pending or self.pending[0][0] != position:
+                return
+            _, job = self.pending.popleft()
+            self._top_up()
+            yield from job
+
+    def drop(self, position: int) -> None:
+        """Cancel file ``position``'s jobs not read yet."""
+        self.dropped.add(position)
+        while self.pending and self.pending[0][0] == position:
+            self.pending.popleft()[1].cancel()
 
 
 def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -1,0 +1,264 @@
+"""index_paths with worker processes: the same store as in-process indexing, crashes and hangs cost one file,
+bounded run-ahead, progress with a total, no worker left behind, Ctrl-C leaves nothing half-written."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_isolation import forged_avi
+
+from mediafixtures import make_image, make_pdf, make_video
+from vlm2vec_core.documents import file_digest
+from vlm2vec_core.fake import FakeEncoder
+from vlm2vec_core.indexer import index_paths
+from vlm2vec_core.pipeline import Fitting, ReadJob, fitting_of, page_ranges, read_items
+from vlm2vec_core.store import ChromaStore
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def slow_pdf(path: Path, draws: int = 200_000, side: int = 64) -> Path:
+    """A valid one-page PDF that draws one image ``draws`` times: 20 KB that take pdfium a minute or more."""
+    import zlib
+
+    pixels = zlib.compress(bytes(range(256)) * (side * side * 3 // 256))
+    content = zlib.compress(b"q 612 0 0 792 0 0 cm /Im0 Do Q\n" * draws, 9)
+    image = b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 5 0 R >> >> "
+        b"/Contents 4 0 R >>",
+        b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        image % (side, side) + b" /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def descendants() -> list[tuple[int, str]]:
+    """Processes below this one, except multiprocessing's fork server and resource tracker (they serve the
+    whole test process and end with it)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [Path("/proc/self").resolve().name]
+    mine = {int(frontier[0])}
+    while mine:
+        children = {pid for pid, parent in parents.items() if parent in mine}
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            found.append((pid, cmdline))
+        mine = children
+    return [(pid, cmd) for pid, cmd in found if "forkserver" not in cmd and "resource_tracker" not in cmd]
+
+
+def _stored(store: ChromaStore) -> tuple[list[str], dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    got = store.items.get(include=["embeddings", "metadatas"])
+    vectors = {i: np.asarray(v) for i, v in zip(got["ids"], got["embeddings"], strict=True)}
+    metas = {
+        i: {k: v for k, v in m.items() if k != "image_path"} for i, m in zip(got["ids"], got["metadatas"], strict=True)
+    }
+    return list(got["ids"]), vectors, metas
+
+
+def _corpus(folder: Path) -> Path:
+    folder.mkdir()
+    make_pdf(folder / "a.pdf", 20, size=(200, 260))
+    make_pdf(folder / "b.pdf", 3, size=(300, 200), seed=1)
+    make_image(folder / "c.png", size=(500, 90))
+    make_video(folder / "d.mp4", seconds=3.0)
+    return folder
+
+
+def _index(folder: Path, encoder: Any, tmp: Path, name: str, **kw: Any) -> tuple[Any, ChromaStore]:
+    store = ChromaStore.open(db=tmp / f"db-{name}")
+    report = index_paths([folder], encoder, store, cache_dir=tmp / f"cache-{name}", dpi=36, clip_seconds=1.0, **kw)
+    return report, store
+
+
+def test_workers_store_what_in_process_indexing_stores_with_the_tiny_checkpoint(
+    tmp_path: Path, tiny_encoder: Any
+) -> None:
+    folder = _corpus(tmp_path / "docs")
+    inline, store0 = _index(folder, tiny_encoder, tmp_path, "inline", workers=0)
+    pooled, store2 = _index(folder, tiny_encoder, tmp_path, "pooled", workers=2)
+    assert inline.errors == pooled.errors == []
+    assert inline.items == pooled.items and pooled.items == {"page": 23, "clip": 3, "image": 1}
+    ids0, vectors0, metas0 = _stored(store0)
+    ids2, vectors2, metas2 = _stored(store2)
+    assert ids2 == ids0  # the same items, stored in the same order
+    assert metas2 == metas0
+    for item_id in ids0:
+        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
+    assert [(r.source, r.digest, r.items) for r in store2.files()] == [
+        (r.source, r.digest, r.items) for r in store0.files()
+    ]
+    again, _ = _index(folder, tiny_encoder, tmp_path, "pooled", workers=2)
+    assert again.files_unchanged == 4 and not again.items
+    assert not descendants()
+
+
+@pytest.mark.parametrize("family", ["vlm2vec-v2", "vlm2vec-v1", "gme", "qwen3-vl-embedding"])
+def test_fitting_in_the_workers_gives_the_pixels_the_encoder_would_fit(tmp_path: Path, family: str) -> None:
+    folder = _corpus(tmp_path / "docs")
+    encoder = FakeEncoder(family=family)
+    assert isinstance(fitting_of(encoder), Fitting)  # the workers send fitted pixels, not full renders
+    _, store0 = _index(folder, encoder, tmp_path, "inline", workers=0)
+    _, store2 = _index(folder, encoder, tmp_path, "pooled", workers=2)
+    ids0, vectors0, _ = _stored(store0)
+    ids2, vectors2, _ = _stored(store2)
+    assert ids0 == ids2 and len(ids0) > 20
+    for item_id in ids0:  # the fake's vectors hash the prompt and every pixel the encoder prepared
+        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
+
+
+def test_workers_send_model_size_pixels(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "big.pdf", 1, size=(1224, 1584))
+    encoder = FakeEncoder(max_pixels=200_000)
+    job = ReadJob(str(pdf), file_digest(pdf), str(tmp_path / "cache"), 144, 10.0, fitting=fitting_of(encoder))
+    (entry,) = [e for batch in read_items(job) for e in batch.events]
+    image = entry.input.image  # type: ignore[union-attr]
+    assert image.width * image.height <= 200_000 < 2448 * 3168  # fitted, not the 2448x3168 render
+    assert entry.item.content is None
+
+
+def test_a_crashing_and_a_hanging_file_cost_only_themselves(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    make_pdf(folder / "a.pdf", 2, size=(200, 260))
+    forged_avi(folder / "b-bomb.avi")  # decord aborts on it (unless the loader refuses it first)
+    slow_pdf(folder / "c-slow.pdf")  # pdfium renders it for half a minute
+    make_pdf(folder / "d.pdf", 2, size=(200, 260), seed=1)
+    make_image(folder / "e.png")
+    store = ChromaStore.open(db=tmp_path / "db")
+    started = time.monotonic()
+    report = index_paths([folder], FakeEncoder(), store, cache_dir=tmp_path / "cache", dpi=36, file_timeout=4.0)
+    assert time.monotonic() - started < 25
+    assert report.items == {"page": 4, "image": 1}
+    problems = {Path(e.source or "").name: e.reason for e in report.errors}
+    assert set(problems) == {"b-bomb.avi", "c-slow.pdf"}, report.errors
+    assert problems["c-slow.pdf"] == "took longer than 4 s; skipped"
+    assert sorted(Path(r.source).name for r in store.files()) == ["a.pdf", "d.pdf", "e.png"]  # retried next time
+    assert not descendants()
+
+
+class Slow:
+    """An encoder without a family (the workers then send full renders) that takes its time."""
+
+    def __init__(self, seconds: float, calls: list[int] | None = None, cache: Path | None = None) -> None:
+        self.fake, self.seconds, self.calls, self.cache = FakeEncoder(), seconds, calls, cache
+        self.stored_before: list[int] = []
+
+    @property
+    def dim(self) -> int:
+        return self.fake.dim
+
+    def encode_documents(self, inputs: Any, **kwargs: Any) -> Any:
+        if self.calls is not None and self.cache is not None:
+            self.calls.append(sum(1 for p in self.cache.iterdir() if not p.name.startswith(".")))
+        time.sleep(self.seconds)
+        return self.fake.encode_documents(inputs, **kwargs)
+
+    def encode_queries(self, inputs: Any, **kwargs: Any) -> Any:
+        return self.fake.encode_queries(inputs, **kwargs)
+
+
+def test_workers_run_ahead_of_a_slow_encoder_by_a_bounded_number_of_items(tmp_path: Path) -> None:
+    pages = 100
+    pdf = make_pdf(tmp_path / "long.pdf", pages, size=(100, 130))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    rendered: list[int] = []  # pages in the cache (one file each) when each chunk reaches the encoder
+    encoder = Slow(0.15, rendered, cache)
+    store = ChromaStore.open(db=tmp_path / "db")
+    report = index_paths([pdf], encoder, store, cache_dir=cache, dpi=36, chunk_size=16, workers=2)
+    assert report.items == {"page": pages}
+    chunk, workers, unit, inflight = 16, 2, 4, 2 * 2 + 2
+    bound = chunk + (inflight + workers) * unit  # the chunk being cut, what may be in flight, what is computing
+    for n, count in enumerate(rendered):
+        assert count - n * chunk <= bound, f"{count} pages read when chunk {n} was embedded ({rendered})"
+    assert bound < pages  # so the workers did wait for the encoder
+
+
+class Bar:
+    """A tqdm-like bar that records what it was told."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.total: int | None = None
+        self.n = 0
+        self.totals_at_update: list[int | None] = []
+        self.postfix = ""
+        self.stop_after = stop_after
+
+    def update(self, n: int) -> None:
+        self.totals_at_update.append(self.total)
+        self.n += n
+        if self.stop_after is not None and len(self.totals_at_update) >= self.stop_after:
+            raise KeyboardInterrupt
+
+    def refresh(self) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+
+def test_the_bar_knows_the_total_before_the_first_item_and_rates_are_per_kind(tmp_path: Path) -> None:
+    folder = _corpus(tmp_path / "docs")
+    bar = Bar()
+    report, _ = _index(folder, FakeEncoder(), tmp_path, "bar", progress=bar, workers=2)
+    expected = 20 + 3 + 1 + 3  # pages, pages, an image, 1-second clips of a 3-second video
+    assert sum(report.items.values()) == expected
+    assert set(bar.totals_at_update) == {expected} and bar.n == expected
+    rates = dict(part.split(" ", 1)[::-1] for part in bar.postfix.split(", "))
+    assert set(rates) == {"clips/s", "images/s", "pages/s"}
+    assert all(float(v) > 0 for v in rates.values())
+
+
+def test_ctrl_c_leaves_no_worker_and_no_half_written_file_and_a_rerun_resumes(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "long.pdf", 60, size=(200, 260))
+    store = ChromaStore.open(db=tmp_path / "db")
+    cache = tmp_path / "cache"
+    bar = Bar(stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        index_paths([pdf], FakeEncoder(), store, cache_dir=cache, dpi=36, progress=bar, workers=2)
+    assert not descendants()
+    assert not list(cache.glob(".tmp-*"))
+    stored = store.count()
+    assert 0 < stored < 60 and not store.files()
+    report = index_paths([pdf], FakeEncoder(), store, cache_dir=cache, dpi=36, workers=2)
+    assert (report.items["page"], report.reused) == (60 - stored, stored)
+    assert store.count() == 60 and len(store.files()) == 1
+
+
+def test_page_ranges_split_long_pdfs_only_when_the_loader_takes_pages() -> None:
+    assert page_ranges(None) == [None]
+    assert page_ranges(5) == [None]
+    ranges = page_ranges(20)
+    if ranges != [None]:  # iter_items(pages=...) is there: 1-8, 9-16, 17-20
+        assert ranges == [tuple(range(1, 9)), tuple(range(9, 17)), tuple(range(17, 21))]
