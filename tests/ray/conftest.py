@@ -52,3 +52,23 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
     server.start(timeout=60)
     yield server
     server.stop()
+
+
+class Served(Service):
+    """``vlm2vec serve`` over a checkpoint on loopback (no API keys)."""
+
+    def __init__(self, model_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEYS"}
+        cmd = [sys.executable, "-m", "vlm2vec_core.cli", "serve", "--model", str(model_dir)]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(cmd, f"{self.url}/health", log, {**env, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    server = Served(tiny_model_dir, tmp_path_factory.mktemp("serve") / "serve.log")
+    server.start(timeout=90)
+    yield server
+    server.stop()

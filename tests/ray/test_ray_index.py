@@ -142,3 +142,31 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ImportError, match=r"pip install \"vlm2vec-core\[ray\]\""):
         index_with_ray([tmp_path], tmp_path / "db", model=tmp_path)
+
+
+def test_remote_servers_into_the_embedded_store(
+    ray_cluster: Any, served: Any, corpus: Path, cache: Path, reference: ChromaStore, tmp_path: Path
+) -> None:
+    """Actors that call a `vlm2vec serve` instead of loading a model; the driver writes an embedded store."""
+    report = index_with_ray([corpus], tmp_path / "db", remote=served.url, cache_dir=cache, **OPTIONS)
+    only_broken(report)
+    assert report.files_indexed == 3
+    store = ChromaStore.open(db=tmp_path / "db")
+    ours, theirs = contents(store), contents(reference)
+    assert sorted(ours) == sorted(theirs)
+    for item_id, (meta, vector) in theirs.items():
+        assert ours[item_id][0] == meta
+        np.testing.assert_allclose(ours[item_id][1], vector, atol=1e-5)
+    assert ledger(store) == ledger(reference)
+
+
+def test_a_render_past_the_time_limit_is_killed_and_reported(
+    ray_cluster: Any, served: Any, corpus: Path, cache: Path, tmp_path: Path
+) -> None:
+    """Every file outlasts a microsecond: each render task's worker is killed (SIGALRM), each file reported by
+    name, none recorded, and the run ends."""
+    report = index_with_ray([corpus], tmp_path / "db", remote=served.url, cache_dir=cache, file_timeout=1e-6, **OPTIONS)
+    assert (report.files_indexed, sum(report.items.values())) == (0, 0)
+    assert sorted(Path(str(e.source)).name for e in report.errors) == sorted([*GOOD, "broken.pdf"])
+    assert all("file_timeout" in str(e) for e in report.errors)
+    assert ChromaStore.open(db=tmp_path / "db").files() == []

@@ -117,25 +117,34 @@ def index_with_ray(
     clip_seconds: float = 10.0,
     batch_size: int = 8,
     rows_per_call: int | None = None,
+    file_timeout: float | None = None,
     prune: bool = False,
     progress: Any = None,
 ) -> IndexReport:
     """Index every PDF, video and image under ``paths`` on a Ray cluster; the report of ``index_paths``.
 
     ``store``: a :class:`~vlm2vec_core.store.VectorStore`, a ``chroma run`` URL (``http://host:8000``) or the
-    folder of an embedded store (the driver writes it; ``collection`` names the collection of both). The
-    encoder: ``model`` (a Hub id or a directory every node can read), loaded once in each of ``actors`` actors
-    with ``num_gpus_per_actor`` GPUs each (defaults: one actor per GPU of the cluster; a cluster without GPUs
-    gets one CPU actor); or ``remote`` servers (one URL or several), called from ``actors`` CPU actors
+    folder of an embedded store (the driver writes it; ``collection`` names the collection of both).
+
+    The encoder: ``model`` (a Hub id or a directory every node can read), loaded once in each of ``actors``
+    actors with ``num_gpus_per_actor`` GPUs each (defaults: one actor per GPU of the cluster; a cluster without
+    GPUs gets one CPU actor); or ``remote`` servers (one URL or several), called from ``actors`` CPU actors
     (default: one per server). ``family``, ``truncate_dim``, ``max_pixels``, ``dtype`` and ``base_model`` are
     the encoder's; ``batch_size`` its batch, ``rows_per_call`` how many items an actor takes at once (default
-    four batches). ``ray_address``: the cluster to join (``"auto"``, ``ray://head:10001``); None joins the one
-    this process is already connected to, else ``$RAY_ADDRESS``, else starts one on this machine (and stops it
-    at the end). ``progress``: a tqdm-like bar, updated once per item. Bad files are listed in the report,
-    never fatal; a file whose render task or encoder actor failed is listed too and left for the next run.
+    four batches).
+
+    ``file_timeout``: seconds a render task may spend on one file before its worker is killed (the file is then
+    reported; POSIX; None: no limit). ``ray_address``: the cluster to join (``"auto"``, ``ray://head:10001``);
+    None joins the one this process is connected to already, else ``$RAY_ADDRESS``, else starts one on this
+    machine (and stops it at the end). ``progress``: a tqdm-like bar, updated once per item.
+
+    Bad files are listed in the report, never fatal; a file whose render task or encoder actor failed is listed
+    too, and left for the next run.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if file_timeout is not None and not file_timeout > 0:
+        raise ValueError(f"file_timeout must be positive, got {file_timeout!r}")
     if model is not None and remote is not None:
         raise ValueError("pass model= (a local model in each actor) or remote= (servers), not both")
     try:
@@ -196,6 +205,7 @@ def index_with_ray(
                 "clip_seconds": clip_seconds,
                 "tasks": dict(task_for_kind(encoder)),
                 "sampler": clip_sampler(encoder),
+                "timeout": file_timeout,
             },
             actors=actors,
             num_gpus_per_actor=num_gpus_per_actor,
@@ -350,9 +360,32 @@ def _render_file(
     clip_seconds: float,
     tasks: Mapping[str, str],
     sampler: Any,
+    timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """One file as rows, in a Ray CPU task: its items (what to embed, pickled) and a last row with their count
-    and the file's problems."""
+    and the file's problems. With ``timeout``, a file that takes longer (a decoder looping on a forged file,
+    in native code where no exception reaches) ends the worker process: SIGALRM's default action."""
+    import signal
+
+    timed = timeout is not None and hasattr(signal, "setitimer") and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    if timed:
+        signal.setitimer(signal.ITIMER_REAL, float(timeout or 0))
+    try:
+        return _file_rows(row, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, tasks=tasks, sampler=sampler)
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _file_rows(
+    row: dict[str, Any],
+    *,
+    cache_dir: str,
+    dpi: float,
+    clip_seconds: float,
+    tasks: Mapping[str, str],
+    sampler: Any,
+) -> list[dict[str, Any]]:
     source, digest = str(row["source"]), str(row["digest"])
     already = set(row["stored"])
     errors: list[InputError] = []
@@ -522,8 +555,9 @@ class _Ledger:
             self.report.errors.extend(state.errors)
             self.report.errors.append(
                 InputError(
-                    "a Ray worker failed on this file (its rendering crashed, or an encoder actor failed: see "
-                    "Ray's log); it is not recorded as indexed, so the next run tries it again",
+                    "a Ray worker failed on this file (its rendering crashed or ran past file_timeout, or an "
+                    "encoder actor failed: see Ray's log); it is not recorded as indexed, so the next run tries it "
+                    "again",
                     source=source,
                 )
             )
