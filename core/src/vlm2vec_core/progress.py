@@ -73,7 +73,7 @@ class IndexProgress:
     def finish(self) -> None:
         """End at 100%: items the count promised but files did not give (bad pages) are not waited for."""
         bar = self.bar
-        if bar is not None and getattr(bar, "total", None) not in (None, getattr(bar, "n", None)):
+        if bar is not None and hasattr(bar, "n") and getattr(bar, "total", None) not in (None, bar.n):
             bar.total = bar.n
             if hasattr(bar, "refresh"):
                 bar.refresh()
