@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
     serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
     _eval_options(commands)
+    mcp = commands.add_parser("mcp", help="an MCP server for agents: search and list_files over the index (stdio)")
+    _store_options(mcp)
+    _encoder_options(mcp)
+    _rerank_options(mcp)
+    mcp.add_argument("--http", action="store_true", help="streamable HTTP at http://HOST:PORT/mcp instead of stdio")
+    mcp.add_argument("--host", default=None, help="with --http (default 127.0.0.1; others need API keys)")
+    mcp.add_argument("--port", type=int, default=None, help="with --http (default 8765)")
+    mcp.add_argument("--api-key-file", default=None, help="with --http: one key per line ($VLM2VEC_API_KEYS too)")
     for sub in commands.choices.values():  # -v anywhere on the line: `vlm2vec index -v ...` as well
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="details on errors")
     return parser
@@ -240,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "list": _list,
         "remove": _remove,
+        "mcp": lambda a: __import__(f"{__package__}.mcp_server", fromlist=["command"]).command(a, _service),
     }
     try:
         return commands[args.command](args)
