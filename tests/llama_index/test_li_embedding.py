@@ -248,9 +248,12 @@ def test_namespace_layout_and_exports():
         assert not (folder / "__init__.py").exists(), folder  # namespace packages, merged with llama-index-core's
     assert Path(llama_index.core.__file__).parents[1] != package
     assert sorted(embeddings.__all__) == [
+        "ChatImages",
         "ClipThumbnails",
+        "NoChatModel",
         "VLM2VecEmbedding",
         "chat_llm_from_env",
+        "content_id",
         "index_documents",
         "open_chroma_index",
         "query_engine",

@@ -20,7 +20,9 @@ from llama_index.core.vector_stores import VectorStoreQuery
 
 from fakechat import FakeChat
 from llama_index.embeddings.vlm2vec import (
+    ChatImages,
     ClipThumbnails,
+    NoChatModel,
     VLM2VecEmbedding,
     chat_llm_from_env,
     index_documents,
@@ -29,6 +31,7 @@ from llama_index.embeddings.vlm2vec import (
 )
 from llama_index.readers.vlm2vec import file_extractor
 from vlm2vec_core import video_clips
+from vlm2vec_core.store import caption
 
 CHAT_ENV = ("VLM2VEC_CHAT_BASE_URL", "OPENAI_BASE_URL", "VLM2VEC_CHAT_API_KEY", "OPENAI_API_KEY", "VLM2VEC_CHAT_MODEL")
 
@@ -38,7 +41,7 @@ def built(tiny_encoder: Any, media: Path, tmp_path_factory: pytest.TempPathFacto
     work = tmp_path_factory.mktemp("li-index")
     extractor = file_extractor(cache_dir=work / "cache", dpi=72, clip_seconds=1.0)
     docs = SimpleDirectoryReader(str(media), file_extractor=extractor).load_data()
-    embed = VLM2VecEmbedding(encoder=tiny_encoder)
+    embed = VLM2VecEmbedding(encoder=tiny_encoder, dpi=72)  # pages are rendered at the reader's resolution
     index = open_chroma_index(work / "chroma", embed)
     new_ids = index_documents(index, docs)
     return {"index": index, "docs": docs, "embed": embed, "path": work / "chroma", "new_ids": new_ids}
@@ -76,7 +79,8 @@ def test_a_page_image_retrieves_its_own_page_first(built: dict[str, Any]):
     retriever = built["index"].as_retriever(similarity_top_k=1, image_similarity_top_k=3)
     pages = [d for d in built["docs"] if d.metadata["kind"] == "page"]
     for page in pages:
-        hits = retriever.image_to_image_retrieve(page.metadata["file_path"])
+        assert page.image_path == page.metadata["reference"]  # embedded: the page itself, not its thumbnail
+        hits = retriever.image_to_image_retrieve(page.image_path)
         assert hits[0].node.node_id == page.id_
         assert hits[0].score == pytest.approx(1.0, abs=1e-3)  # cosine distance 0 -> Chroma's exp(-d) = 1
         assert hits[0].node.metadata["page"] == page.metadata["page"]
@@ -137,13 +141,27 @@ def test_the_persisted_index_reopens_in_a_new_process_and_answers_the_same(built
     np.testing.assert_allclose([s for _, s in there["text"]], [s for _, s in here["text"]], atol=1e-4)
 
 
-def test_without_a_chat_model_the_engine_retrieves_only(built: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+def test_without_a_chat_model_the_engine_says_so(built: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
     for name in CHAT_ENV:
         monkeypatch.delenv(name, raising=False)
     assert chat_llm_from_env() is None
-    response = query_engine(built["index"], image_similarity_top_k=3).query("what is on page two?")
-    assert response.response == ""
+    with pytest.raises(NoChatModel) as caught:  # was: an engine whose answer printed as "None"
+        query_engine(built["index"], image_similarity_top_k=3).query("what is on page two?")
+    message = str(caught.value)
+    for option in ("llm=", "VLM2VEC_CHAT_BASE_URL", "VLM2VEC_CHAT_MODEL", "retrieve_only=True"):
+        assert option in message
+
+
+def test_a_retrieve_only_engine_lists_its_hits(built: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+    for name in CHAT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    response = query_engine(built["index"], image_similarity_top_k=3, retrieve_only=True).query("page two?")
     assert len(response.source_nodes) == 3
+    lines = str(response).splitlines()
+    assert len(lines) == 3 and lines == [caption(h.node.metadata) for h in response.source_nodes]
+    assert all(line.startswith(("report.pdf p.", "memo.pdf p.", "talk.mp4 0:0")) for line in lines)
+    again = asyncio.run(query_engine(built["index"], image_similarity_top_k=3, retrieve_only=True).aquery("page two?"))
+    assert str(again) == str(response)
 
 
 @pytest.fixture
@@ -175,15 +193,27 @@ def test_with_a_chat_model_the_engine_answers_from_page_and_clip_images(
     assert any("what is on page two?" in p.get("text", "") for p in parts)
 
 
-def test_clip_thumbnails_postprocessor(built: dict[str, Any]):
+def test_the_chat_model_sees_pages_rendered_and_clip_thumbnails(built: dict[str, Any]):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from vlm2vec_core.documents import input_for_reference
+
+    assert ClipThumbnails is ChatImages  # the old name
     hits = built["index"].as_retriever(image_similarity_top_k=8).text_to_image_retrieve("x")
-    shown = ClipThumbnails().postprocess_nodes(hits, query_str="x")
+    shown = ChatImages().postprocess_nodes(hits, query_str="x")
     for before, after in zip(hits, shown, strict=True):
         if before.node.metadata["kind"] == "clip":
             assert "#t=" in before.node.image_path
             assert after.node.image_path == before.node.metadata["thumbnail_path"]
-        else:
-            assert after.node.image_path == before.node.image_path
+        else:  # a page: rendered from its PDF at the resolution it was read at, not its display thumbnail
+            assert before.node.image_path == before.node.metadata["reference"]
+            assert after.node.image_path is None and after.node.image_mimetype in ("image/png", "image/jpeg")
+            with Image.open(io.BytesIO(base64.b64decode(after.node.image))) as sent:
+                page = input_for_reference(before.node.metadata["reference"], dpi=72).image
+                assert sent.size == page.size
         assert after.score == before.score
 
 
@@ -231,6 +261,6 @@ def _counting(calls: list[Any]) -> Any:
 
 def test_query_bundle_with_an_image_path(built: dict[str, Any]):
     page = next(d for d in built["docs"] if d.metadata["kind"] == "page")
-    bundle = QueryBundle(query_str="", image_path=page.metadata["file_path"])
+    bundle = QueryBundle(query_str="", image_path=page.metadata["reference"])
     hits = built["index"].as_retriever(image_similarity_top_k=1).image_to_image_retrieve(bundle)
     assert hits[0].node.node_id == page.id_

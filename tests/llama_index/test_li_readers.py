@@ -27,7 +27,7 @@ def snapshot(folder: Path) -> dict[str, int]:
 def test_exports():
     import llama_index.readers.vlm2vec as readers
 
-    assert sorted(readers.__all__) == ["PDFPageReader", "VideoClipReader", "file_extractor"]
+    assert sorted(readers.__all__) == ["ImageFileReader", "PDFPageReader", "VideoClipReader", "file_extractor"]
 
 
 def test_pdf_pages_become_image_documents(media: Path, tmp_path: Path):
@@ -45,9 +45,9 @@ def test_pdf_pages_become_image_documents(media: Path, tmp_path: Path):
         assert meta["reference"] == f"{pdf}#page={number}"
         page_image = Path(meta["file_path"])
         assert page_image.parent == tmp_path
-        assert doc.image_path == str(page_image)
+        assert doc.image_path == meta["reference"]  # what the embedding renders: the page, not the thumbnail
         with Image.open(page_image) as image:  # file_path opens as an image (ColPali's rerank does this)
-            assert image.size == (240, 320)
+            assert image.width <= 240 and image.height <= 320
         assert doc.text == ""
         assert "file_path" in doc.excluded_llm_metadata_keys
         assert "page_label" not in doc.excluded_llm_metadata_keys
@@ -118,14 +118,26 @@ def test_simple_directory_reader_with_file_extractor(media: Path, tmp_path: Path
     folder = tmp_path / "docs"
     shutil.copytree(media, folder)
     mediafixtures.truncate(mediafixtures.make_video(folder / "cut.mp4", seconds=2.0), 0.3)
+    mediafixtures.make_image(folder / "photo.png", size=(40, 30))
+    mediafixtures.make_image(folder / "shot.jpg", size=(30, 40), seed=3)
+    broken = folder / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature and nothing readable
     extractor = file_extractor(cache_dir=tmp_path / "cache", dpi=DPI, clip_seconds=CLIP_SECONDS)
+    assert {extractor[s].__class__.__name__ for s in (".png", ".jpg", ".jpeg", ".webp")} == {"ImageFileReader"}
     reader = SimpleDirectoryReader(str(folder), file_extractor=extractor)
     docs = reader.load_data()
     kinds = sorted(d.metadata["kind"] for d in docs)
-    assert kinds == ["clip"] * 3 + ["page"] * 5
+    assert kinds == ["clip"] * 3 + ["image"] * 2 + ["page"] * 5
+    images = {d.metadata["file_name"]: d for d in docs if d.metadata["kind"] == "image"}
+    for name, mime in (("photo.png", "image/png"), ("shot.jpg", "image/jpeg")):
+        image = images[name]
+        assert isinstance(image, ImageDocument) and image.text == ""  # a picture, not its bytes as text
+        assert image.image_path == str((folder / name).resolve()) and image.image_mimetype == mime
+        assert image.id_.startswith(file_digest(folder / name)[:32])
+    assert [Path(str(e.source)).name for e in extractor[".png"].errors] == ["broken.png"]
     page = next(d for d in docs if d.metadata["kind"] == "page")
     assert Path(page.metadata["file_path"]).parent == tmp_path / "cache"  # the page image, not the PDF
     assert page.metadata["file_size"] == (folder / page.metadata["file_name"]).stat().st_size  # SDR's metadata kept
     assert [str(e.source) for e in extractor[".mp4"].errors] == [str(folder / "cut.mp4")]
     streamed = list(SimpleDirectoryReader(str(folder), file_extractor=extractor).iter_data())
-    assert sum(len(batch) for batch in streamed) == 8
+    assert sum(len(batch) for batch in streamed) == 10

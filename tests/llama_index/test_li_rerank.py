@@ -21,6 +21,7 @@ from llama_index.embeddings.vlm2vec import VLM2VecEmbedding, index_documents, op
 from llama_index.postprocessor.vlm2vec_rerank import VLM2VecRerank
 from llama_index.readers.vlm2vec import file_extractor
 from vlm2vec_core import FakeEncoder, Input
+from vlm2vec_core.documents import input_for_reference
 from vlm2vec_core.rerank import FakeReranker, Reranker
 
 QUERY = "quarterly revenue figures"
@@ -46,11 +47,12 @@ def hits(tmp_path_factory: pytest.TempPathFactory) -> list[NodeWithScore]:
     return found
 
 
-def expected(node: Any) -> Input:
+def expected(node: Any, dpi: float = 72) -> Input:
     """What the reranker should see, stated per kind (independently of the adapter's code)."""
     kind = node.metadata.get("kind")
     if kind == "page":
-        return Input(image=node.metadata["file_path"])  # the cached page render
+        # the page rendered again from its PDF, as it was read (at dpi), never its display thumbnail (file_path)
+        return input_for_reference(node.metadata["reference"], dpi=dpi)
     if kind == "clip":
         return Input(video=node.metadata["reference"])  # talk.mp4#t=0,1: frames over the span
     if isinstance(node, ImageNode):
@@ -58,8 +60,10 @@ def expected(node: Any) -> Input:
     return Input(text=node.text)
 
 
-def by_reranker(reranker: Any, query: Any, nodes: list[NodeWithScore], **options: Any) -> list[tuple[str, float]]:
-    ranked = reranker.rerank(query, [expected(n.node) for n in nodes], **options)
+def by_reranker(
+    reranker: Any, query: Any, nodes: list[NodeWithScore], dpi: float = 72, **options: Any
+) -> list[tuple[str, float]]:
+    ranked = reranker.rerank(query, [expected(n.node, dpi) for n in nodes], **options)
     return [(nodes[i].node.node_id, score) for i, score in ranked]
 
 
@@ -187,7 +191,10 @@ def test_as_a_query_engine_postprocessor(tmp_path: Path, monkeypatch: pytest.Mon
     index = open_chroma_index(tmp_path / "chroma", VLM2VecEmbedding(encoder=FakeEncoder(16)))
     index_documents(index, docs)
     fake = FakeReranker()
-    engine = query_engine(index, image_similarity_top_k=3, node_postprocessors=[VLM2VecRerank(reranker=fake, top_n=2)])
+    stage = VLM2VecRerank(reranker=fake, top_n=2)
+    engine = query_engine(index, image_similarity_top_k=3, node_postprocessors=[stage], retrieve_only=True)
     response = engine.query("page two")
     retrieved = index.as_retriever(similarity_top_k=1, image_similarity_top_k=3).retrieve("page two")
-    assert ids_and_scores(response.source_nodes) == by_reranker(fake, Input(text="page two"), retrieved, top_n=2)
+    assert ids_and_scores(response.source_nodes) == by_reranker(
+        fake, Input(text="page two"), retrieved, dpi=144, top_n=2
+    )

@@ -39,8 +39,8 @@ class VLM2VecEmbedding(MultiModalEmbedding):
     ``video_task`` (``moment``). ``query_instruction`` / ``document_instruction`` override the presets.
 
     Image inputs may be paths, PIL images, bytes or file objects, and also references: ``talk.mp4#t=10,20`` is
-    embedded as a video (8 frames over that span), ``doc.pdf#page=3`` as that page. This is how the clips of
-    :class:`~llama_index.readers.vlm2vec.VideoClipReader` travel through LlamaIndex's image paths.
+    embedded as a video (8 frames over that span), ``doc.pdf#page=3`` as that page (rendered at ``dpi``). This is how
+    the pages and clips of :mod:`llama_index.readers.vlm2vec` travel through LlamaIndex's image paths.
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, description="Hub id or local directory of the checkpoint.")
@@ -56,6 +56,9 @@ class VLM2VecEmbedding(MultiModalEmbedding):
     family: str | None = Field(default=None, description="Model family (default: detected from the checkpoint).")
     truncate_dim: int | None = Field(default=None, gt=0, description="Matryoshka size to keep (default: all).")
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict, description="More VLM2VecEncoder options.")
+    dpi: float = Field(
+        default=144, gt=0, description="Resolution of page references (doc.pdf#page=3); as the PDFPageReader's."
+    )
 
     _encoder: Encoder | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -149,16 +152,16 @@ class VLM2VecEmbedding(MultiModalEmbedding):
         return await self._adocuments([Input(text=t) for t in texts])
 
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return self._documents([image_input(img_file_path)])[0]
+        return self._documents([image_input(img_file_path, dpi=self.dpi)])[0]
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
-        return (await self._adocuments([image_input(img_file_path)]))[0]
+        return (await self._adocuments([image_input(img_file_path, dpi=self.dpi)]))[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return self._documents([image_input(img) for img in img_file_paths])
+        return self._documents([image_input(img, dpi=self.dpi) for img in img_file_paths])
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
-        return await self._adocuments([image_input(img) for img in img_file_paths])
+        return await self._adocuments([image_input(img, dpi=self.dpi) for img in img_file_paths])
 
     # -- video: a clip reference (talk.mp4#t=10,20), a video path, a VideoClip or a list of frames --------------
 
@@ -200,11 +203,12 @@ class VLM2VecEmbedding(MultiModalEmbedding):
             yield done
 
 
-def image_input(image: Any) -> Input:
+def image_input(image: Any, *, dpi: float = 144) -> Input:
     """What an image-like value from LlamaIndex stands for: a path or reference (``talk.mp4#t=10,20`` is a clip,
-    ``doc.pdf#page=3`` a page), a file object or bytes, a PIL image, a ``Page``, a ``VideoClip`` or an ``Input``."""
+    ``doc.pdf#page=3`` a page, rendered at ``dpi``), a file object or bytes, a PIL image, a ``Page``, a
+    ``VideoClip`` or an ``Input``."""
     if isinstance(image, (str, Path)):
-        return input_for_reference(image)
+        return input_for_reference(image, dpi=dpi)
     if isinstance(image, BytesIO):
         return Input(image=image.getvalue())
     if isinstance(image, (bytes, bytearray, memoryview)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,10 +17,12 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
-from llama_index.core.schema import BaseNode, Document, ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, Document, ImageNode, MetadataMode, NodeWithScore, QueryBundle
 
-from vlm2vec_core import MissingDependencyError
+from vlm2vec_core import InputError, MissingDependencyError
 from vlm2vec_core.store import check_collection
+
+log = logging.getLogger(__name__)
 
 
 def open_chroma_index(
@@ -81,8 +85,9 @@ def index_documents(
 ) -> list[str]:
     """Add documents to ``index``, embedding only those it does not hold yet; returns the new node ids.
 
-    Node ids come from document ids (the readers' ids are content hash + page or clip span), so indexing the same
-    folder again embeds and stores nothing new, and a changed file is indexed under new ids.
+    Node ids come from content: the readers' document ids (content hash + page or clip span), and for other
+    documents (texts read by LlamaIndex's own readers, whose ids are random) a hash of their text. So indexing
+    the same folder again embeds and stores nothing new, and a changed file is indexed under new ids.
     """
     nodes = SentenceSplitter(id_func=_node_id)(list(documents))
     wanted = [node.node_id for node in nodes]
@@ -90,7 +95,7 @@ def index_documents(
     for store in (index.vector_store, index.image_vector_store):
         if wanted:
             present.update(node.node_id for node in store.get_nodes(node_ids=wanted))
-    new = [node for node in nodes if node.node_id not in present]
+    new = [node for node in {node.node_id: node for node in nodes}.values() if node.node_id not in present]
     if new:
         index.insert_nodes(new, show_progress=show_progress)
     # LlamaIndex marks a store "empty" after any insert without nodes for it, and never unmarks it: querying
@@ -100,19 +105,30 @@ def index_documents(
     return [node.node_id for node in new]
 
 
+def content_id(document: BaseNode) -> str:
+    """A document's id by content: the readers' own (``content_sha256`` in the metadata: already content
+    based), else ``text-`` and a hash of its text."""
+    if document.metadata.get("content_sha256"):
+        return document.node_id
+    text = document.get_content(metadata_mode=MetadataMode.NONE)
+    return "text-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
 def _node_id(i: int, document: BaseNode) -> str:
-    return document.node_id if i == 0 else f"{document.node_id}-{i}"
+    base = content_id(document)
+    return base if i == 0 else f"{base}-{i}"
 
 
-class ClipThumbnails(BaseNodePostprocessor):
-    """Shows a chat model the thumbnail of each retrieved clip (its ``file_path``) instead of the clip reference,
-    which is no image file."""
+class ChatImages(BaseNodePostprocessor):
+    """Gives a chat model a picture for each retrieved page or clip, whose ``image_path`` is a reference
+    (``doc.pdf#page=3``, ``talk.mp4#t=10,20``) and no image file: a page rendered again from its PDF (never its
+    small display thumbnail), a clip's thumbnail (its ``file_path``). ``max_side`` bounds the page images sent."""
 
-    marker: str = Field(default="#t=", description="What marks a clip reference in a node's image_path.")
+    max_side: int | None = Field(default=1024, description="Longest side of the page images sent (pixels).")
 
     @classmethod
     def class_name(cls) -> str:
-        return "ClipThumbnails"
+        return "ChatImages"
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -120,16 +136,32 @@ class ClipThumbnails(BaseNodePostprocessor):
         out = []
         for hit in nodes:
             node = hit.node
-            if (
-                isinstance(node, ImageNode)
-                and self.marker in (node.image_path or "")
-                and node.metadata.get("file_path")
-            ):
-                node = node.model_copy(
-                    update={"image_path": node.metadata["file_path"], "image_mimetype": "image/jpeg"}
-                )
+            if isinstance(node, ImageNode):
+                node = self._shown(node)
             out.append(NodeWithScore(node=node, score=hit.score))
         return out
+
+    def _shown(self, node: ImageNode) -> ImageNode:
+        path = node.image_path or ""
+        if "#t=" in path and node.metadata.get("file_path"):
+            return node.model_copy(update={"image_path": node.metadata["file_path"], "image_mimetype": "image/jpeg"})
+        if "#page=" in path:
+            from vlm2vec_core.documents import input_for_metadata
+            from vlm2vec_core.media import to_data_url
+
+            metadata = {"kind": "page", "reference": path, **node.metadata}
+            try:
+                url = to_data_url(input_for_metadata(metadata).image, max_side=self.max_side)
+            except (InputError, OSError, ValueError) as exc:
+                log.warning("no image of %s for the chat model: %s", path, exc)
+                return node
+            head, _, data = url.partition(",")
+            mime = head[len("data:") : -len(";base64")]
+            return node.model_copy(update={"image": data, "image_path": None, "image_mimetype": mime})
+        return node
+
+
+ClipThumbnails = ChatImages  # its name when it showed clips only
 
 
 def chat_llm_from_env(**kwargs: Any) -> LLM | None:
@@ -151,26 +183,58 @@ def chat_llm_from_env(**kwargs: Any) -> LLM | None:
     return OpenAILike(model=config.model, api_base=config.base_url, api_key=config.api_key or "none", **options)
 
 
+class NoChatModel(ValueError):
+    """``query_engine`` was asked for answers with no chat model configured."""
+
+
 def query_engine(
     index: MultiModalVectorStoreIndex,
     llm: LLM | None = None,
     *,
     similarity_top_k: int = 2,
     image_similarity_top_k: int = 3,
+    retrieve_only: bool = False,
     **kwargs: Any,
 ) -> RetrieverQueryEngine:
     """A query engine answering from the retrieved pages and clips (as images) with a multimodal chat model:
-    ``llm``, else the one configured in the environment (:func:`chat_llm_from_env`). Without one it retrieves
-    only: ``response.source_nodes`` holds the hits and ``response.response`` is empty.
-    ``kwargs`` go to ``RetrieverQueryEngine.from_args`` (templates, ``streaming``...; without a model, only
-    ``node_postprocessors`` and ``callback_manager`` apply)."""
+    ``llm``, else the one configured in the environment (:func:`chat_llm_from_env`). With no model it raises
+    ``NoChatModel`` saying how to configure one, unless ``retrieve_only=True``: then the engine retrieves only
+    (``response.source_nodes`` holds the hits, ``str(response)`` lists their captions, one a line).
+    ``kwargs`` go to ``RetrieverQueryEngine.from_args`` (templates, ``streaming``...; when retrieving only,
+    only ``node_postprocessors`` and ``callback_manager`` apply)."""
     retriever = index.as_retriever(similarity_top_k=similarity_top_k, image_similarity_top_k=image_similarity_top_k)
-    llm = llm or chat_llm_from_env()
-    if llm is None:
+    if not retrieve_only:
+        llm = llm or chat_llm_from_env()
+        if llm is None:
+            raise NoChatModel(
+                "query_engine needs a chat model to answer: pass llm=, or set VLM2VEC_CHAT_BASE_URL and "
+                "VLM2VEC_CHAT_MODEL (and VLM2VEC_CHAT_API_KEY) for an OpenAI-compatible endpoint that takes "
+                "images; for the hits alone pass retrieve_only=True or use index.as_retriever()"
+            )
+    if llm is None or retrieve_only:
         # not from_args: it resolves Settings.llm (OpenAI by default) even when no text is to be written
-        synthesizer = NoText(llm=MockLLM())
-        return RetrieverQueryEngine(retriever, response_synthesizer=synthesizer, **kwargs)
-    postprocessors = [ClipThumbnails(), *kwargs.pop("node_postprocessors", [])]
+        return RetrieverQueryEngine(retriever, response_synthesizer=_HitList(llm=MockLLM()), **kwargs)
+    postprocessors = [ChatImages(), *kwargs.pop("node_postprocessors", [])]
     return RetrieverQueryEngine.from_args(
         retriever, llm=llm, multimodal=True, node_postprocessors=postprocessors, **kwargs
     )
+
+
+class _HitList(NoText):
+    """A retrieve-only engine's response text: the hits' captions, best first (``report.pdf p.3``)."""
+
+    def synthesize(self, query: Any, nodes: list[NodeWithScore], *args: Any, **kwargs: Any) -> Any:
+        response = super().synthesize(query, nodes, *args, **kwargs)
+        response.response = _captions(nodes)
+        return response
+
+    async def asynthesize(self, query: Any, nodes: list[NodeWithScore], *args: Any, **kwargs: Any) -> Any:
+        response = await super().asynthesize(query, nodes, *args, **kwargs)
+        response.response = _captions(nodes)
+        return response
+
+
+def _captions(nodes: list[NodeWithScore]) -> str:
+    from vlm2vec_core.store import caption
+
+    return "\n".join(caption(hit.node.metadata, default=hit.node.node_id) for hit in nodes) or "(no hits)"

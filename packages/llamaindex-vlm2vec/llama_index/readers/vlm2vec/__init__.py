@@ -1,5 +1,5 @@
-"""Readers of the VLM2Vec integration: PDF pages and video clips as ``ImageDocument``s with stable ids."""
+"""Readers of the VLM2Vec integration: PDF pages, video clips and images as ``ImageDocument``s with stable ids."""
 
-from llama_index.readers.vlm2vec.base import PDFPageReader, VideoClipReader, file_extractor
+from llama_index.readers.vlm2vec.base import ImageFileReader, PDFPageReader, VideoClipReader, file_extractor
 
-__all__ = ["PDFPageReader", "VideoClipReader", "file_extractor"]
+__all__ = ["ImageFileReader", "PDFPageReader", "VideoClipReader", "file_extractor"]

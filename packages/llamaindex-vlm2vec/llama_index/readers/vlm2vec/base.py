@@ -1,8 +1,14 @@
-"""Readers: one ``ImageDocument`` per PDF page or video clip, with stable ids and cached images."""
+"""Readers: one ``ImageDocument`` per PDF page, video clip or image file, with stable ids and cached thumbnails.
+
+A document's image is its *reference* (``doc.pdf#page=3``, ``talk.mp4#t=10,20``, ``photo.png``), which
+``VLM2VecEmbedding`` embeds as the page, the clip or the image itself; ``metadata["file_path"]`` is a small cached
+picture to show (a page's or clip's thumbnail), never what a model judges.
+"""
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,7 +18,15 @@ from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
 from vlm2vec_core import Encoder, InputError
-from vlm2vec_core.documents import PDF_SUFFIXES, VIDEO_SUFFIXES, Item, clip_sampler, iter_items, kind_of
+from vlm2vec_core.documents import (
+    IMAGE_SUFFIXES,
+    PDF_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Item,
+    clip_sampler,
+    iter_items,
+    kind_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +97,13 @@ class _ItemReader(BaseReader):
 
 
 class PDFPageReader(_ItemReader):
-    """One ``ImageDocument`` per PDF page, rendered at ``dpi`` and written once to a content-addressed cache
-    (``cache_dir``, default ``$VLM2VEC_CACHE`` or ``~/.cache/vlm2vec``).
+    """One ``ImageDocument`` per PDF page. Its image is the page reference ``doc.pdf#page=3``, which
+    ``VLM2VecEmbedding`` renders and embeds (at its ``dpi``: give both the same); ``metadata["file_path"]`` is the
+    page's cached display picture (``cache_dir``, default ``$VLM2VEC_CACHE`` or ``~/.cache/vlm2vec``).
 
     The document id is the PDF's content hash plus the page number, so re-indexing upserts. Metadata:
-    ``file_path`` (the page image, as other LlamaIndex parts expect of image documents), ``source`` (the PDF),
-    ``file_name``, ``page``, ``page_label``, ``total_pages``, ``reference`` (``doc.pdf#page=3``) and more.
+    ``file_path``, ``source`` (the PDF), ``file_name``, ``page``, ``page_label``, ``total_pages``, ``reference``
+    (``doc.pdf#page=3``) and more.
     """
 
     kind = "pdf"
@@ -109,15 +124,27 @@ class PDFPageReader(_ItemReader):
         return {**super()._options(), "dpi": self.dpi, "password": self.password}
 
     def _document(self, item: Item, extra_info: dict[str, Any] | None) -> ImageDocument:
-        image = str(item.image_path)
         metadata = {
             **(extra_info or {}),
             **item.metadata(),
-            "file_path": image,
+            "file_path": str(item.image_path),
             "page_label": str(item.page),
             "total_pages": item.page_count,
         }
-        return _image_document(item.id, image, "image/png", metadata)
+        return _image_document(item.id, item.reference, None, metadata)
+
+
+class ImageFileReader(_ItemReader):
+    """One ``ImageDocument`` per image file (PNG, JPEG, WebP, ...), embedded as the picture it is (LlamaIndex's
+    default for images without ``llama-index-readers-file`` is their bytes read as text). The id is the file's
+    content hash, so re-indexing upserts; an unreadable image is reported like a bad PDF."""
+
+    kind = "image"
+
+    def _document(self, item: Item, extra_info: dict[str, Any] | None) -> ImageDocument:
+        image = str(item.source)
+        metadata = {**(extra_info or {}), **item.metadata(), "file_path": image}
+        return _image_document(item.id, image, mimetypes.guess_type(image)[0], metadata)
 
 
 class VideoClipReader(_ItemReader):
@@ -175,9 +202,10 @@ def file_extractor(
     encoder: Encoder | None = None,
 ) -> dict[str, BaseReader]:
     """Readers by suffix for ``SimpleDirectoryReader(folder, file_extractor=file_extractor())``: PDFs as pages,
-    videos as clips (images keep LlamaIndex's own ``ImageReader``); ``encoder``: clips sample their frames as
-    its model family does."""
+    videos as clips, images as images, each document with a content id; ``encoder``: clips sample their frames
+    as its model family does."""
     pages = PDFPageReader(cache_dir=cache_dir, dpi=dpi, raise_on_error=raise_on_error)
+    images = ImageFileReader(cache_dir=cache_dir, raise_on_error=raise_on_error)
     clips = VideoClipReader(
         cache_dir=cache_dir,
         clip_seconds=clip_seconds,
@@ -185,12 +213,16 @@ def file_extractor(
         raise_on_error=raise_on_error,
         encoder=encoder,
     )
-    return {**dict.fromkeys(PDF_SUFFIXES, pages), **dict.fromkeys(VIDEO_SUFFIXES, clips)}
+    return {
+        **dict.fromkeys(PDF_SUFFIXES, pages),
+        **dict.fromkeys(VIDEO_SUFFIXES, clips),
+        **dict.fromkeys(IMAGE_SUFFIXES, images),
+    }
 
 
 def _image_document(doc_id: str, image: str, mimetype: str | None, metadata: dict[str, Any]) -> ImageDocument:
-    # image_resource directly: ImageDocument(image_path=...) would re-open the image just written (and refuse a
-    # clip reference, which is no image file).
+    # image_resource directly: ImageDocument(image_path=...) would open the image (and refuse a page or clip
+    # reference, which is no image file).
     return ImageDocument(
         id_=doc_id,
         text="",
