@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Generator, Iterable
+import mmap
+import re
+from collections.abc import Generator, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +18,17 @@ if TYPE_CHECKING:
     import pypdfium2
     from PIL import Image
 
-__all__ = ["pdf_pages"]
+__all__ = ["page_count", "pdf_pages"]
 
 logger = logging.getLogger(__name__)
 
 _PDF_MAGIC = b"%PDF-"
 _HEADER_WINDOW = 1024  # PDF readers accept the header anywhere in the first KiB
 _ERR_FORMAT, _ERR_PASSWORD, _ERR_SECURITY = 3, 4, 5  # FPDF_ERR_* codes
+MAX_MISSING_RUN = 16  # this many pages in a row that cannot be loaded: the page tree lies, stop there
+_SCAN_LIMIT = 256 << 20  # count page objects in files up to this size (larger ones: the run limit alone)
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![A-Za-z0-9#])")
+_OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm(?![A-Za-z0-9#])")
 
 
 def pdf_pages(
@@ -50,6 +56,19 @@ def pdf_pages(
     return _iter_pages(Path(path), dpi, wanted, password, errors, max_pixels)
 
 
+def page_count(path: str | PathLike[str], *, password: str | None = None) -> int:
+    """The pages :func:`pdf_pages` would read from the PDF at ``path`` (a forged page tree's claim is not
+    trusted), counted without rendering: e.g. a progress bar's total. A file that cannot be opened raises
+    InputError."""
+    source = Path(path)
+    document = _open(source, password)
+    try:
+        claimed = len(document)
+        return _held_pages(source, document, claimed) if claimed else 0
+    finally:
+        document.close()
+
+
 def _page_numbers(pages: Iterable[int]) -> list[int]:
     numbers = list(pages)
     for number in numbers:
@@ -72,25 +91,99 @@ def _iter_pages(
         report(err, errors)
         return
     try:
-        count = len(document)
-        if count == 0:
+        claimed = len(document)
+        if claimed == 0:
             report(InputError("the PDF has no pages", source=source), errors)
             return
+        count = claimed if wanted is not None else _held_pages(source, document, claimed)
+        if count < claimed:  # a forged or damaged page tree: said once, the pages it really holds are read
+            held = f"holds {count:,}" if count else "holds none"
+            report(InputError(f"the page tree claims {claimed:,} pages but the file {held}", source=source), errors)
+            if count == 0:
+                return
+        missing: list[InputError] = []  # pages in a row that could not be loaded, reported once the run ends
         for number in _checked_numbers(source, wanted, count, errors):
             try:
                 page = _render(document, source, number, count, dpi, max_pixels)
+            except _MissingPage as gone:
+                if errors is None:
+                    raise gone.error from gone.__cause__
+                missing.append(gone.error)
+                if len(missing) >= MAX_MISSING_RUN:
+                    reason = (
+                        f"{len(missing)} pages in a row cannot be loaded although the page tree claims {claimed:,} "
+                        "pages (a damaged or forged page tree): the rest of the file is skipped"
+                    )
+                    where = f"{missing[0].location} to {number}"
+                    report(InputError(reason, source=source, location=where), errors)
+                    return
+                continue
             except InputError as err:
+                _flush(missing, errors)
                 report(err, errors)
                 continue
+            _flush(missing, errors)
             yield page
+        _flush(missing, errors)
     finally:
         document.close()
 
 
-def _checked_numbers(source: Path, wanted: list[int] | None, count: int, errors: list[InputError] | None) -> list[int]:
+class _MissingPage(Exception):
+    """A page the page tree lists but PDFium cannot load (counted: a long run of them stops the file)."""
+
+    def __init__(self, error: InputError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _flush(missing: list[InputError], errors: list[InputError] | None) -> None:
+    pending, missing[:] = list(missing), []
+    for err in pending:
+        report(err, errors)
+
+
+def _held_pages(source: Path, document: pypdfium2.PdfDocument, claimed: int) -> int:
+    """How many pages the file really holds: ``claimed`` (the page tree's count) unless the file shows fewer
+    page objects than that and the first page past them cannot be loaded (then the page objects' count).
+
+    PDFium trusts a page tree's ``/Count`` up to about a million pages; a 600-byte file claiming 1,000,000 pages
+    would otherwise cost a failed load (and a report) per missing page. Files with object streams hide their page
+    objects from this cheap scan: for them (and files over 256 MiB) the run limit in ``_iter_pages`` bounds it.
+    """
+    found = _count_page_objects(source)
+    if found is None or found >= claimed:
+        return claimed
+    import pypdfium2
+
+    try:
+        document[found].close()  # the page after the last page object: there, the claim is not a lie
+    except pypdfium2.PdfiumError:
+        return found
+    return claimed
+
+
+def _count_page_objects(source: Path) -> int | None:
+    """The ``/Type /Page`` objects in the file's bytes; None when that says nothing (object streams, too big)."""
+    try:
+        with source.open("rb") as handle:
+            size = handle.seek(0, 2)
+            if not size or size > _SCAN_LIMIT:
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                if _OBJECT_STREAM.search(data):
+                    return None
+                return sum(1 for _ in _PAGE_OBJECT.finditer(data))
+    except (OSError, ValueError):
+        return None
+
+
+def _checked_numbers(
+    source: Path, wanted: list[int] | None, count: int, errors: list[InputError] | None
+) -> Sequence[int]:
     """The page numbers to render; out-of-range ones are reported (all before any page is rendered)."""
     if wanted is None:
-        return list(range(1, count + 1))
+        return range(1, count + 1)
     valid = []
     for number in wanted:
         if 1 <= number <= count:
@@ -172,7 +265,9 @@ def _render(
     try:
         page = document[number - 1]
     except pypdfium2.PdfiumError as exc:
-        raise InputError(f"cannot load the page ({exc})", source=source, location=location) from exc
+        error = InputError(f"cannot load the page ({exc})", source=source, location=location)
+        error.__cause__ = exc
+        raise _MissingPage(error) from exc
     try:
         _check_size(page, source, location, dpi, max_pixels)
         image = _to_rgb(page, dpi / 72.0)
@@ -180,6 +275,7 @@ def _render(
         raise InputError(f"failed to render the page ({exc})", source=source, location=location) from exc
     finally:
         page.close()
+    image.filename = f"{source}, {location}"  # type: ignore[attr-defined]  # errors downstream name the page
     return Page(source=source, page_number=number, page_count=count, image=image)
 
 
