@@ -1,4 +1,4 @@
-"""Files to items: stable ids, cached page images and thumbnails, references, metadata, bad files."""
+"""Files to items: stable ids, cached thumbnails, references, metadata, full views, bad files."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import mediafixtures
 from vlm2vec_core import (
     FakeEncoder,
     Input,
     InputError,
+    Item,
     file_digest,
+    input_for_metadata,
     input_for_reference,
     iter_items,
     parse_reference,
@@ -21,6 +24,8 @@ from vlm2vec_core import (
     video_clips,
     walk,
 )
+from vlm2vec_core.documents import THUMB_SIDE, full_image
+from vlm2vec_core.pdf import pdf_pages
 
 
 @pytest.fixture
@@ -54,6 +59,13 @@ def test_items_have_stable_ids_metadata_and_cached_images(folder: Path, tmp_path
         assert None not in meta.values()
         assert Path(meta["image_path"]).is_file()
         assert meta["id"] == item.id and meta["kind"] == item.kind
+        if item.kind != "image":  # a page's or a clip's display thumbnail: small WebP, its size recorded
+            with Image.open(meta["image_path"]) as thumb:
+                assert thumb.format == "WEBP" and max(thumb.size) <= THUMB_SIDE
+                assert thumb.size == (meta["thumbnail_width"], meta["thumbnail_height"])
+        else:
+            assert meta["image_path"] == str((folder / "photo.png").resolve()) and "thumbnail_width" not in meta
+    assert items[0].metadata()["dpi"] == 144 and "dpi" not in items[4].metadata()
     assert items[1].metadata()["page"] == 2 and items[1].metadata()["page_count"] == 3
     assert items[5].metadata()["start_seconds"] == 1.0
     # a second run writes nothing new and gives the same ids
@@ -108,16 +120,60 @@ def test_references_round_trip(folder: Path):
         read_clip_frames(video, 50, 60)
 
 
-def test_input_for_metadata_prefers_the_cached_image(folder: Path, tmp_path: Path):
-    from vlm2vec_core import input_for_metadata
-
-    items = list(iter_items(folder / "a.pdf", cache_dir=tmp_path / "c"))
-    meta = items[0].metadata()
-    assert input_for_metadata(meta).image == Path(meta["image_path"])
-    Path(meta["image_path"]).unlink()  # cache gone: the reference is rendered again
+def test_input_for_metadata_renders_a_page_from_its_pdf_never_its_thumbnail(folder: Path, tmp_path: Path):
+    items = list(iter_items(folder / "a.pdf", cache_dir=tmp_path / "c", dpi=72))
+    meta = items[1].metadata()
+    assert Path(meta["image_path"]).is_file()  # the thumbnail is there, yet the model gets the page itself
     again = input_for_metadata(meta)
-    assert again.image is not None and not isinstance(again.image, Path)
+    assert isinstance(again.image, Image.Image) and again.image.size == (612, 792)  # at the dpi it was indexed at
+    assert np.array_equal(np.asarray(again.image), np.asarray(items[1].content.image))  # type: ignore[union-attr]
+    assert input_for_metadata(meta, dpi=36).image.size == (306, 396)
+    (folder / "a.pdf").unlink()  # the source gone: an error naming it, not the thumbnail
+    with pytest.raises(InputError, match=r"a\.pdf: file not found"):
+        input_for_metadata(meta)
     clip = next(iter(iter_items(folder / "sub" / "talk.mp4", cache_dir=tmp_path / "c", clip_seconds=1.0)))
     assert input_for_metadata(clip.metadata()).video == clip.reference
+    photo = next(iter(iter_items(folder / "photo.png", cache_dir=tmp_path / "c")))
+    assert input_for_metadata(photo.metadata()).image == folder / "photo.png"
     with pytest.raises(ValueError, match="no 'reference'"):
         input_for_metadata({"kind": "page"})
+
+
+def _legacy_metadata(item: Item, cache: Path) -> dict:
+    """What an index written before thumbnails holds: image_path is the page rendered at full size (PNG)."""
+    png = cache / f"{item.digest[:32]}-p{item.page}-144dpi.png"
+    item.content.image.save(png)  # type: ignore[union-attr]
+    meta = {k: v for k, v in item.metadata().items() if k not in ("dpi", "thumbnail_width", "thumbnail_height")}
+    return {**meta, "image_path": str(png)}
+
+
+def test_an_old_index_with_full_size_pngs_keeps_working(folder: Path, tmp_path: Path):
+    item = list(iter_items(folder / "a.pdf", cache_dir=tmp_path / "c"))[2]
+    old = _legacy_metadata(item, tmp_path / "c")
+    assert input_for_metadata(old).image == Path(old["image_path"])  # the cached render, as before
+    pixels = np.asarray(item.content.image)  # type: ignore[union-attr]
+    assert np.array_equal(np.asarray(full_image(old)), pixels)
+    Path(old["image_path"]).unlink()  # cache cleared: rendered again from the reference at 144 dpi
+    assert np.array_equal(np.asarray(input_for_metadata(old).image), pixels)
+    assert np.array_equal(np.asarray(full_image(old)), pixels)
+
+
+def test_full_image_of_pages_clips_and_images(folder: Path, tmp_path: Path):
+    pdf, video, photo = folder / "a.pdf", folder / "sub" / "talk.mp4", folder / "photo.png"
+    page = next(iter(iter_items(pdf, cache_dir=tmp_path / "c", dpi=72)))
+    expected = np.asarray(next(pdf_pages(pdf, dpi=72, pages=[1])).image)
+    assert np.array_equal(np.asarray(full_image(page.metadata())), expected)  # the stored dpi
+    assert np.array_equal(np.asarray(full_image(page)), expected)
+    assert full_image(f"{pdf}#page=1").size == (1224, 1584)  # a bare reference: 144 dpi
+    assert full_image(f"{pdf}#page=1", dpi=36).size == (306, 396)
+    clip = list(iter_items(video, cache_dir=tmp_path / "c", clip_seconds=1.0))[1]
+    frame = full_image(clip.metadata())
+    assert frame.size == (160, 120)  # the video's own frame, not the thumbnail
+    frames, _ = read_clip_frames(video, 1.0, 2.0, 1)
+    assert np.array_equal(np.asarray(frame), np.asarray(frames[0]))
+    image = next(iter(iter_items(photo, cache_dir=tmp_path / "c")))
+    assert np.array_equal(np.asarray(full_image(image.metadata())), np.asarray(Image.open(photo).convert("RGB")))
+    with pytest.raises(InputError, match=r"a\.pdf, page 9: no such page"):
+        full_image(f"{pdf}#page=9")
+    with pytest.raises(ValueError, match="no 'reference'"):  # a page's thumbnail alone is never its full view
+        full_image({"kind": "page", "image_path": page.metadata()["image_path"], "thumbnail_width": 1})

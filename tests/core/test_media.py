@@ -177,3 +177,37 @@ def test_data_urls_round_trip():
         from_data_url("http://example.invalid/x.png")
     with pytest.raises(InputError, match="bad base64"):
         from_data_url("data:image/png;base64,@@@")
+
+
+def _png_with_chunk(mode: str, kind: bytes, payload: bytes) -> bytes:
+    """An 8x8 PNG by Pillow with one more chunk (``kind``, ``payload``, its CRC right) before the image data."""
+    buf = io.BytesIO()
+    Image.new(mode, (8, 8)).save(buf, format="PNG")
+    data = buf.getvalue()
+    at = data.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return data[:at] + chunk + data[at:]
+
+
+@pytest.mark.parametrize(("mode", "trns"), [("L", b"\x01"), ("RGB", b"\x00\x01\x00"), ("RGB", b"")])
+def test_a_truncated_transparency_chunk_is_an_input_error_naming_the_image(
+    mode: str, trns: bytes, tmp_path: Path
+) -> None:
+    forged = _png_with_chunk(mode, b"tRNS", trns)
+    with pytest.raises(ValueError, match="Truncated tRNS"):  # what Pillow itself raises
+        Image.open(io.BytesIO(forged))
+    path = tmp_path / "forged.png"
+    path.write_bytes(forged)
+    with pytest.raises(InputError, match=r"forged\.png: cannot open image: Truncated tRNS chunk"):
+        load_image(path)
+    with pytest.raises(InputError, match=r"<\d+ bytes of image data>: cannot open image"):
+        load_image(forged)
+
+
+def test_a_data_url_of_an_image_jpeg_cannot_hold_is_an_input_error() -> None:
+    from vlm2vec_core.media import to_data_url
+
+    wide = Image.new("RGB", (65_536, 2))
+    with pytest.raises(InputError, match="cannot encode the image as JPEG"):
+        to_data_url(wide)
+    assert to_data_url(wide, max_side=1024).startswith("data:image/jpeg;base64,")

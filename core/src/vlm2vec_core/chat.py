@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .documents import full_image
 from .media import to_data_url
 from .store import Hit
 
@@ -43,19 +44,26 @@ class ChatConfig:
         return cls(base.rstrip("/"), name, key)
 
 
-def hit_images(hit: Hit, *, frames_per_clip: int = 4, max_side: int = 1024) -> list[str]:
-    """Data URLs showing a hit: the page or image itself, or a few frames spread over a clip."""
-    frames = hit.clip_frames(frames_per_clip)
-    if frames is not None:
+def hit_images(hit: Hit, *, frames_per_clip: int = 4, max_side: int = 1024, password: str | None = None) -> list[str]:
+    """Data URLs showing a hit to a chat model: the page rendered again from its PDF (at the resolution it was
+    indexed at; never its display thumbnail), the image itself, or a few frames spread over a clip from its
+    video. A hit whose source is gone or broken shows nothing (its label stays in the prompt)."""
+    if hit.kind == "clip":
+        frames = hit.clip_frames(frames_per_clip)
+        if frames is None:
+            log.warning("no frames for %s (%s is gone or unreadable)", hit.label, hit.metadata.get("source"))
+            return []
         return [to_data_url(f, max_side=max_side) for f in frames]
-    image = hit.image()
-    if image is None:  # the cached page image or the image file is gone: the label stays
-        log.warning("no image for %s (%s is gone)", hit.label, hit.metadata.get("image_path"))
+    try:
+        image = full_image(hit.metadata, password=password)
+    except (ValueError, OSError) as exc:  # InputError is a ValueError: the file is gone or broken
+        log.warning("no image for %s: %s", hit.label, exc)
         return []
     return [to_data_url(image, max_side=max_side)]
 
 
 def build_messages(question: str, hits: Sequence[Hit], **image_options: Any) -> list[dict[str, Any]]:
+    """The chat request's messages: the question, then each hit's label and images (see :func:`hit_images`)."""
     content: list[dict[str, Any]] = [{"type": "text", "text": f"Question: {question}\n\nRetrieved material:"}]
     for n, hit in enumerate(hits, 1):
         content.append({"type": "text", "text": f"[{n}] {hit.label} (score {hit.score:.3f})"})
@@ -63,12 +71,13 @@ def build_messages(question: str, hits: Sequence[Hit], **image_options: Any) -> 
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
 
 
-def ask(question: str, hits: Sequence[Hit], config: ChatConfig) -> str:
-    """The chat model's answer to ``question`` given the hits' images."""
+def ask(question: str, hits: Sequence[Hit], config: ChatConfig, *, password: str | None = None) -> str:
+    """The chat model's answer to ``question`` given the hits' images (``password``: for an encrypted PDF's
+    pages)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    body = {"model": config.model, "messages": build_messages(question, hits), "temperature": 0}
+    body = {"model": config.model, "messages": build_messages(question, hits, password=password), "temperature": 0}
     response = httpx.post(f"{config.base_url}/chat/completions", json=body, headers=headers, timeout=config.timeout)
     if response.status_code >= 400:
         raise RuntimeError(

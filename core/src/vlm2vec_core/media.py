@@ -203,10 +203,13 @@ def to_data_url(image: Any, *, max_side: int | None = None, format: str = "JPEG"
         img.thumbnail((max_side, max_side), RESAMPLE)
     buf = io.BytesIO()
     fmt = format.upper()
-    if fmt == "JPEG":
-        img.save(buf, format="JPEG", quality=quality)
-    else:
-        img.save(buf, format=fmt)
+    try:
+        if fmt == "JPEG":
+            img.save(buf, format="JPEG", quality=quality)
+        else:
+            img.save(buf, format=fmt)
+    except (OSError, ValueError) as exc:  # e.g. JPEG stops at 65,535 px a side: pass max_side
+        raise InputError(f"cannot encode the image as {fmt} ({exc})", source=_describe(image)) from exc
     mime = "image/jpeg" if fmt == "JPEG" else f"image/{fmt.lower()}"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
