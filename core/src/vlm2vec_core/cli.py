@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
     serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
     _eval_options(commands)
+    ui = commands.add_parser("ui", help="a local search page over the index (http://127.0.0.1:8000/)")
+    _store_options(ui)
+    _encoder_options(ui)
+    _rerank_options(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (any other address: no login)")
+    ui.add_argument("--port", type=int, default=8000)
+    ui.add_argument("--chat-base-url", default=None, help="for the ask panel ($VLM2VEC_CHAT_BASE_URL)")
+    ui.add_argument("--chat-model", default=None, help="$VLM2VEC_CHAT_MODEL")
+    ui.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
     mcp = commands.add_parser("mcp", help="an MCP server for agents: search and list_files over the index (stdio)")
     _store_options(mcp)
     _encoder_options(mcp)
@@ -248,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "list": _list,
         "remove": _remove,
+        "ui": lambda a: __import__(f"{__package__}.webui", fromlist=["command"]).command(a, _service),
         "mcp": lambda a: __import__(f"{__package__}.mcp_server", fromlist=["command"]).command(a, _service),
     }
     try:
