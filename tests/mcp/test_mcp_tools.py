@@ -73,6 +73,7 @@ def calls_for(index: McpIndex) -> dict[str, tuple[str, dict[str, Any]]]:
         "a_path": ("search", {"image": str(photo)}),
         "nothing_asked": ("search", {"k": 3}),
         "no_reranker": ("search", {"query": "x", "rerank": True}),
+        "after_errors": ("search", {"query": "report", "k": 1}),
     }
 
 
@@ -239,16 +240,14 @@ def test_bad_arguments_are_tool_errors(stdio: Session, call: str, message: str) 
 
 
 def test_an_unknown_tool_is_an_error_and_the_server_carries_on(stdio: Session) -> None:
-    answer = stdio.calls["unknown_tool"]
-    text = " ".join(texts(answer)) if hasattr(answer, "content") else str(answer)
-    assert answer is not None and "no_such_tool" in text
-    if hasattr(answer, "is_error"):
-        assert answer.is_error
-    # calls made after the bad ones were answered (the order is that of calls_for)
-    assert not stdio.calls["list_files"].is_error
+    answer = stdio.calls["unknown_tool"]  # the last call of the session
+    assert not isinstance(answer, Exception), answer
+    assert answer.is_error and texts(answer) == ["Unknown tool: no_such_tool"]
+    after = stdio.calls["after_errors"]  # made after all the bad calls (dicts keep calls_for's order)
+    assert not after.is_error and len(after.structured_content["hits"]) == 1 and len(pictures(after)) == 1
 
 
-async def _http_calls(url: str, key: str | None) -> tuple[list[str], Any]:
+async def _http_calls(url: str, key: str | None) -> tuple[list[str], Any, Any]:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
@@ -259,16 +258,21 @@ async def _http_calls(url: str, key: str | None) -> tuple[list[str], Any]:
     ):
         names = [t.name for t in (await client.list_tools()).tools]
         result = await client.call_tool("search", {"query": "a chart", "k": 2})
-    return names, result
+        files = await client.call_tool("list_files", {})
+    return names, result, files
 
 
-def test_streamable_http_with_an_api_key(mcp_index: McpIndex, tmp_path: Path) -> None:
+def test_streamable_http_with_an_api_key_and_a_reranker(
+    mcp_index: McpIndex, tiny_reranker_dir: Path, tmp_path: Path
+) -> None:
     import httpx
 
     port = free_port()
     keys = tmp_path / "keys.txt"
     keys.write_text("# one key a line\nsecret-key-1\n")
-    cmd = mcp_index.command("--http", "--port", str(port), "--api-key-file", str(keys))
+    cmd = mcp_index.command(
+        "--http", "--port", str(port), "--api-key-file", str(keys), "--rerank", str(tiny_reranker_dir)
+    )
     server = Service(cmd, f"http://127.0.0.1:{port}/health", tmp_path / "server.log", env=server_env())
     server.start(timeout=120)
     try:
@@ -277,10 +281,16 @@ def test_streamable_http_with_an_api_key(mcp_index: McpIndex, tmp_path: Path) ->
         assert refused.status_code == 401 and "API key" in refused.text
         wrong = httpx.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401
-        names, result = asyncio.run(asyncio.wait_for(_http_calls(url, "secret-key-1"), timeout=180))
+        names, result, files = asyncio.run(asyncio.wait_for(_http_calls(url, "secret-key-1"), timeout=180))
         assert sorted(names) == ["list_files", "search"]
         assert not result.is_error, texts(result)
-        assert len(result.structured_content["hits"]) == 2 and len(pictures(result)) == 2
+        hits = result.structured_content["hits"]
+        assert len(hits) == 2 and len(pictures(result)) == 2
+        # reranked by default when the server has a reranker: both scores, in the second stage's order
+        assert all(0.0 < h["rerank_score"] < 1.0 for h in hits)
+        assert hits[0]["rerank_score"] >= hits[1]["rerank_score"]
+        assert "(reranked)" in texts(result)[0] and f"rerank {hits[0]['rerank_score']:.4f}" in texts(result)[1]
+        assert files.structured_content["rerank"] is True
     finally:
         server.stop()
 
@@ -300,3 +310,16 @@ def test_a_missing_index_is_one_line(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "vlm2vec_core.cli", "mcp", "--db", str(tmp_path / "none")]
     done = subprocess.run(cmd, env=server_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "no index at" in done.stderr and done.stdout == ""
+
+
+def test_without_the_extra_one_line_names_the_pip_command(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['mcp'] = None\n"  # as if the [mcp] extra were not installed
+        "from vlm2vec_core.cli import main\n"
+        f"sys.exit(main(['mcp', '--db', {str(tmp_path / 'db')!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=server_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        'error: the MCP SDK (mcp>=2.3) is needed for this; install it with: pip install "vlm2vec-core[mcp]"'
+    ]
