@@ -17,8 +17,8 @@ pytest.importorskip("ray")
 from vlm2vec_core.distributed import index_with_ray
 
 OPTIONS: dict[str, Any] = {"dpi": 72, "clip_seconds": 2.0, "batch_size": 2}
-GOOD = ("report.pdf", "talk.mp4", "photo.png")
-ITEMS = 3 + 2 + 1  # pages, clips (4 s in 2 s clips), the image
+GOOD = ("report.pdf", "talk.mp4", "photo.png", "copy.png")
+ITEMS = 3 + 2 + 1  # pages, clips (4 s in 2 s clips), the image (and its identical copy: the same item)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_pdf(docs / "report.pdf", 3, size=(306, 396))
     make_video(docs / "talk.mp4", seconds=4.0, fps=5)
     make_image(docs / "photo.png", seed=3)
+    (docs / "copy.png").write_bytes((docs / "photo.png").read_bytes())
     good = make_pdf(docs / "x.pdf", 1).read_bytes()
     (docs / "x.pdf").unlink()
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%" + b"\x00" * 40 + good[-200:])  # a header, then no document
@@ -43,7 +44,7 @@ def reference(corpus: Path, cache: Path, tiny_encoder: Any, tmp_path_factory: py
     """The one-machine indexer's store of the same files."""
     store = ChromaStore.open(db=tmp_path_factory.mktemp("reference-db"))
     report = index_paths([corpus], tiny_encoder, store, cache_dir=cache, **OPTIONS)
-    assert report.files_indexed == 3 and sum(report.items.values()) == ITEMS
+    assert report.files_indexed == len(GOOD) and sum(report.items.values()) == ITEMS
     return store
 
 
@@ -75,8 +76,9 @@ def test_same_items_as_one_machine_and_a_second_run_stores_nothing(
 ) -> None:
     report = ray_index(chroma_server, "ray", corpus, tiny_model_dir, cache)
     only_broken(report)  # reported, and the rest indexed
-    assert report.files_indexed == 3
+    assert report.files_indexed == len(GOOD)
     assert dict(report.items) == {"page": 3, "clip": 2, "image": 1}
+    assert report.reused == 1  # the copy's item is the photo's, embedded once
     store = ChromaStore.open(url=chroma_server.url, collection="ray")
     assert store.signature() == reference.signature()
     ours, theirs = contents(store), contents(reference)
@@ -87,7 +89,7 @@ def test_same_items_as_one_machine_and_a_second_run_stores_nothing(
     assert ledger(store) == ledger(reference)
 
     again = ray_index(chroma_server, "ray", corpus, tiny_model_dir, cache)
-    assert (again.files_unchanged, sum(again.items.values()), again.reused) == (3, 0, 0)
+    assert (again.files_unchanged, sum(again.items.values()), again.reused) == (len(GOOD), 0, 0)
     only_broken(again)  # a bad file is never recorded: it is tried (and reported) again
     assert store.count() == ITEMS and ledger(store) == ledger(reference)
 
@@ -114,12 +116,12 @@ def test_an_interrupted_run_resumes_exactly_once(
         ray_index(chroma_server, "resumed", corpus, tiny_model_dir, cache, rows_per_call=2, progress=Interrupt(2))
     store = ChromaStore.open(url=chroma_server.url, collection="resumed")
     stored_before, recorded_before = store.count(), len(store.files())
-    assert stored_before > 0 and recorded_before < 3  # stopped part way, some items in
+    assert stored_before > 0 and recorded_before < len(GOOD)  # stopped part way, some items in
 
     resumed = ray_index(chroma_server, "resumed", corpus, tiny_model_dir, cache)
     only_broken(resumed)
     assert resumed.files_unchanged == recorded_before
-    assert resumed.files_indexed == 3 - recorded_before
+    assert resumed.files_indexed == len(GOOD) - recorded_before
     assert sum(resumed.items.values()) == ITEMS - stored_before  # what the first run stored is not embedded again
     ours, theirs = contents(store), contents(reference)
     assert sorted(ours) == sorted(theirs)  # every item, once
@@ -150,7 +152,7 @@ def test_remote_servers_into_the_embedded_store(
     """Actors that call a `vlm2vec serve` instead of loading a model; the driver writes an embedded store."""
     report = index_with_ray([corpus], tmp_path / "db", remote=served.url, cache_dir=cache, **OPTIONS)
     only_broken(report)
-    assert report.files_indexed == 3
+    assert report.files_indexed == len(GOOD)
     store = ChromaStore.open(db=tmp_path / "db")
     ours, theirs = contents(store), contents(reference)
     assert sorted(ours) == sorted(theirs)

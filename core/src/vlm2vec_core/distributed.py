@@ -328,7 +328,16 @@ def _run(
     if progress is not None:
         context.enable_progress_bars = False
     try:
-        rows = [{"source": s, "digest": d, "stored": list(stored.get(d, []))} for s, d, _ in todo]
+        # Identical copies share their items (ids come from the content): the first is rendered, the others
+        # are recorded with it, as index_paths records them (their items already stored).
+        first: dict[str, str] = {}
+        twins: dict[str, list[str]] = {}
+        for source, digest, _ in todo:
+            if digest in first:
+                twins.setdefault(first[digest], []).append(source)
+            else:
+                first[digest] = source
+        rows = [{"source": s, "digest": d, "stored": list(stored.get(d, []))} for d, s in first.items()]
         files = ray.data.from_items(rows, override_num_blocks=len(rows))  # one file per block, one per task
         items = files.flat_map(
             partial(_render_file, **render_args),
@@ -344,7 +353,7 @@ def _run(
             num_gpus=num_gpus_per_actor,
             num_cpus=num_cpus_per_actor,
         )
-        ledger = _Ledger(store, report, {s: d for s, d, _ in todo}, progress)
+        ledger = _Ledger(store, report, {s: d for d, s in first.items()}, twins, progress)
         for batch in vectors.iter_batches(batch_size=None, batch_format="numpy"):
             ledger.take(batch)
         ledger.finish()
@@ -493,8 +502,15 @@ class _File:
 class _Ledger:
     """The driver's side: upsert what arrives, and record each file once all of its items are stored."""
 
-    def __init__(self, store: VectorStore, report: IndexReport, files: Mapping[str, str], progress: Any) -> None:
-        self.store, self.report, self.progress = store, report, progress
+    def __init__(
+        self,
+        store: VectorStore,
+        report: IndexReport,
+        files: Mapping[str, str],
+        twins: Mapping[str, list[str]],
+        progress: Any,
+    ) -> None:
+        self.store, self.report, self.progress, self.twins = store, report, progress, twins
         self.files = {source: _File(digest) for source, digest in files.items()}
         self.started = time.perf_counter()
 
@@ -542,23 +558,29 @@ class _Ledger:
             return
         del self.files[source]
         self.report.errors.extend(state.errors)
+        for twin in self.twins.get(source, []):  # each copy has the same problems, as each would alone
+            self.report.errors.extend(InputError(e.reason, source=twin, location=e.location) for e in state.errors)
         # A file whose every item failed (unreadable, or every clip broken) is not recorded as done: the next
         # run tries it again instead of skipping it silently.
         if state.errors and state.kept == 0:
             return
-        self.store.mark_file(FileRecord(source, state.digest, state.expected, time.time()))
-        self.report.files_indexed += 1
+        for path in [source, *self.twins.get(source, [])]:
+            self.store.mark_file(FileRecord(path, state.digest, state.expected, time.time()))
+            self.report.files_indexed += 1
+            if path != source:
+                self.report.reused += state.kept
 
     def finish(self) -> None:
         """Files that never completed: their render task or an encoder actor failed (Ray logged why)."""
         for source, state in self.files.items():
             self.report.errors.extend(state.errors)
-            self.report.errors.append(
+            self.report.errors.extend(
                 InputError(
                     "a Ray worker failed on this file (its rendering crashed or ran past file_timeout, or an "
                     "encoder actor failed: see Ray's log); it is not recorded as indexed, so the next run tries it "
                     "again",
-                    source=source,
+                    source=path,
                 )
+                for path in [source, *self.twins.get(source, [])]
             )
         self.files.clear()
