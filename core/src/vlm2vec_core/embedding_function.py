@@ -7,6 +7,14 @@ as documents by ``__call__`` and as queries by ``embed_query``, with the same ve
 Chroma gives an embedding function no hook on the collection it serves: call ``ef.check_collection(col)``
 once after opening a collection to record what it holds (model family, checkpoint, dimension, truncation) or
 to refuse one filled by another model, as the CLI and the adapters do.
+
+A collection created with this function records it by name (``"vlm2vec"``) and config, and chromadb rebuilds
+it from there when another process opens the collection, but only for names registered in that process:
+chromadb (1.x) has no entry points for embedding functions, so a process that opens such a collection without
+passing ``embedding_function=`` needs this one import first (else chromadb raises "Embedding function vlm2vec
+not found")::
+
+    import vlm2vec_core.embedding_function  # noqa: F401  (registers "vlm2vec" with chromadb)
 """
 
 from __future__ import annotations
