@@ -172,3 +172,38 @@ def test_a_render_past_the_time_limit_is_killed_and_reported(
     assert sorted(Path(str(e.source)).name for e in report.errors) == sorted([*GOOD, "broken.pdf"])
     assert all("file_timeout" in str(e) for e in report.errors)
     assert ChromaStore.open(db=tmp_path / "db").files() == []
+
+
+def _index_help() -> str:
+    import argparse
+
+    from vlm2vec_core.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return str(action.choices["index"].format_help())
+    return ""
+
+
+@pytest.mark.skipif("--ray" not in _index_help(), reason="`vlm2vec index --ray` is not wired into the CLI yet")
+def test_cli_index_on_ray(
+    ray_cluster: Any,
+    chroma_server: Any,
+    corpus: Path,
+    cache: Path,
+    tiny_model_dir: Path,
+    reference: ChromaStore,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`vlm2vec index --ray` (no address: the cluster this process is connected to) gives the library's result."""
+    from vlm2vec_core.cli import main
+
+    where = ["--chroma-url", chroma_server.url, "--collection", "cli"]
+    options = ["--dpi", "72", "--clip-seconds", "2", "--batch-size", "2", "--cache-dir", str(cache)]
+    assert main(["index", str(corpus), "--ray", *where, "--model", str(tiny_model_dir), *options]) == 0
+    out = capsys.readouterr()
+    assert "embedded 2 clips, 1 images, 3 pages from 4 file(s)" in out.out
+    assert "broken.pdf" in out.err
+    store = ChromaStore.open(url=chroma_server.url, collection="cli")
+    assert sorted(contents(store)) == sorted(contents(reference)) and ledger(store) == ledger(reference)
