@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 BROWSER_IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-BROWSER_IMAGES |= {".gif": "image/gif", ".bmp": "image/bmp"}
+BROWSER_IMAGES |= {".gif": "image/gif", ".bmp": "image/bmp", ".avif": "image/avif"}
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
 VIDEO_TYPES |= {".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".ogv": "video/ogg"}
 VIDEO_TYPES |= {".mpeg": "video/mpeg", ".mpg": "video/mpeg", ".ts": "video/mp2t", ".wmv": "video/x-ms-wmv"}
@@ -270,7 +270,12 @@ def create_app(service: SearchService, config: UIConfig | None = None, *, host: 
 
     @app.get("/item/{item_id:path}/thumb")
     def thumb(item_id: str) -> Any:
-        path = existing(item(item_id).get("image_path"), "the thumbnail")
+        meta = item(item_id)
+        path = existing(meta.get("image_path"), "the thumbnail")
+        kind = BROWSER_IMAGES.get(path.suffix.lower())
+        if "thumbnail_width" in meta and kind is not None:  # the index's own display thumbnail: small already
+            return FileResponse(path, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
+        # an image item's file, or an older index's full-size page render: made small here
         return media(rendered.get(("thumb", str(path)), lambda: _thumbnail(path, config.thumb_side)))
 
     @app.get("/item/{item_id:path}/storyboard")
@@ -287,14 +292,13 @@ def create_app(service: SearchService, config: UIConfig | None = None, *, host: 
         meta = item(item_id)
         kind = meta.get("kind")
         if kind == "page":
-            source = existing(meta.get("source"), "the PDF")
-            page = int(meta.get("page") or 0)
+            existing(meta.get("source"), "the PDF")
 
             def render() -> tuple[bytes, str]:
                 with rendering:
-                    return _page(source, page, config.page_dpi)
+                    return _page(meta, config.page_dpi)
 
-            return media(rendered.get(("page", str(source), page), render))
+            return media(rendered.get(("page", item_id), render))
         if kind == "image":
             path = existing(meta.get("source"), "the image")
             if path.suffix.lower() in BROWSER_IMAGES:
@@ -480,14 +484,14 @@ def _storyboard(hit: Hit, count: int) -> tuple[bytes, str]:
     return _encoded(board)
 
 
-def _page(source: Path, page: int, dpi: float) -> tuple[bytes, str]:
-    from ..pdf import pdf_pages
+def _page(meta: dict[str, Any], dpi: float) -> tuple[bytes, str]:
+    """A page rendered again from its PDF (an older index's cached full-size render when it is still there)."""
+    from ..documents import full_image
 
     try:
-        (rendered,) = list(pdf_pages(source, dpi=dpi, pages=[page]))
+        return _encoded(full_image(meta, dpi=dpi), "PNG")
     except InputError as exc:
         raise _Refused(404, str(exc)) from exc
-    return _encoded(rendered.image, "PNG")
 
 
 def _as_png(path: Path) -> tuple[bytes, str]:
