@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +77,15 @@ def app(
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """The app over an empty index (in this process, on a thread)."""
+@contextmanager
+def _in_process(service: Any, where: str) -> Iterator[str]:
+    """The app over ``service`` on a thread of this process (uvicorn on 127.0.0.1): its URL."""
     import uvicorn
 
-    from vlm2vec_core.service import SearchService
-    from vlm2vec_core.store import ChromaStore
     from vlm2vec_core.webui import UIConfig, create_app
 
-    db = tmp_path_factory.mktemp("ui-empty") / "db"
-    service = SearchService(tiny_encoder, ChromaStore.open(db=db))
     port = free_port()
-    app = create_app(service, UIConfig(where=str(db)))
+    app = create_app(service, UIConfig(where=where))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -97,9 +94,33 @@ def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the app did not start"
-    yield App(f"http://127.0.0.1:{port}", None, where=str(db))
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The app over an empty index."""
+    from vlm2vec_core.service import SearchService
+    from vlm2vec_core.store import ChromaStore
+
+    db = tmp_path_factory.mktemp("ui-empty") / "db"
+    with _in_process(SearchService(tiny_encoder, ChromaStore.open(db=db)), str(db)) as url:
+        yield App(url, None, where=str(db))
+
+
+@pytest.fixture(scope="session")
+def rerank_app(corpus: Corpus, tiny_encoder: Any, tiny_reranker: Any) -> Iterator[App]:
+    """The app over the corpus with the tiny reranker as its second stage."""
+    from vlm2vec_core.service import SearchService
+    from vlm2vec_core.store import ChromaStore
+
+    service = SearchService(tiny_encoder, ChromaStore.open(db=corpus.db), reranker=tiny_reranker, candidates=8)
+    with _in_process(service, str(corpus.db)) as url:
+        yield App(url, corpus, where=str(corpus.db))
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,25 @@ def test_filters_by_kind_and_by_folder(page: Any, app: App) -> None:
     assert [c["text"].split("\n")[0] for c in _search(page, QUERY)] == ["report.pdf"] * 3
 
 
+def test_the_rerank_switch_adds_the_second_stage(
+    page: Any, rerank_app: App, service: Any, tiny_reranker: Any, shots: Path
+) -> None:
+    from dataclasses import replace
+
+    _open(page, rerank_app)
+    assert page.is_visible("#rerank-switch") and page.is_checked("#rerank")
+    cards = _search(page, QUERY)
+    expected = replace(service, reranker=tiny_reranker, candidates=8).search(QUERY, k=12)
+    assert [c["id"] for c in cards] == [h.id for h in expected]
+    for card, hit in zip(cards, expected, strict=True):
+        assert f"score {hit.score:.3f}" in card["text"] and f"rerank {hit.rerank_score:.3f}" in card["text"]
+    page.screenshot(path=shots / "09-reranked.png", full_page=True)
+    page.uncheck("#rerank")
+    plain = _search(page, QUERY)
+    assert [c["id"] for c in plain] == [h.id for h in service.search(QUERY, k=12)]
+    assert not any("rerank" in c["text"] for c in plain)
+
+
 def test_an_empty_index_says_so(page: Any, empty_app: App, shots: Path) -> None:
     page.goto(empty_app.url)
     message = page.locator("#message")
