@@ -9,6 +9,8 @@ from pathlib import Path
 
 PDF_PAGES = 3
 VIDEO_CLIPS = 2  # a 4 s video cut into 2 s clips
+GONE_PAGES = 1  # old.pdf, deleted once indexed
+ALL_ITEMS = PDF_PAGES + VIDEO_CLIPS + 1 + GONE_PAGES
 
 
 @dataclass

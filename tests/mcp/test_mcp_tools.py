@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mcphelp import PDF_PAGES, VIDEO_CLIPS, McpIndex, server_env
+from mcphelp import ALL_ITEMS, GONE_PAGES, PDF_PAGES, VIDEO_CLIPS, McpIndex, server_env
 from PIL import Image
 
 from procs import Service, free_port
 
 mcp = pytest.importorskip("mcp")
-
-ALL_ITEMS = PDF_PAGES + VIDEO_CLIPS + 1
 
 
 @dataclass
@@ -135,15 +133,18 @@ def test_text_search_names_the_files_and_shows_each_hit(stdio: Session, mcp_inde
     assert [h["rank"] for h in hits] == list(range(1, ALL_ITEMS + 1))
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
-    assert sorted(h["kind"] for h in hits) == sorted(["page"] * PDF_PAGES + ["clip"] * VIDEO_CLIPS + ["image"])
+    pages = PDF_PAGES + GONE_PAGES
+    assert sorted(h["kind"] for h in hits) == sorted(["page"] * pages + ["clip"] * VIDEO_CLIPS + ["image"])
     body = "\n".join(texts(result))
-    for name in ("report.pdf", "talk.mp4", "photo.png"):
+    for name in ("report.pdf", "talk.mp4", "photo.png", "old.pdf"):
         assert name in body
     for h in hits:
         assert f"reference: {h['reference']}" in body
         assert h["source"].startswith(str(mcp_index.root))
         if h["kind"] == "page":
-            assert h["reference"] == f"{h['source']}#page={h['page']}" and f"page {h['page']} of {PDF_PAGES}" in body
+            assert (
+                h["reference"] == f"{h['source']}#page={h['page']}" and f"page {h['page']} of {h['page_count']}" in body
+            )
         if h["kind"] == "clip":
             assert h["reference"] == f"{h['source']}#t={h['start_seconds']:g},{h['end_seconds']:g}"
             assert f"({h['start_seconds']:g}-{h['end_seconds']:g} s)" in body
@@ -164,22 +165,34 @@ def test_text_search_names_the_files_and_shows_each_hit(stdio: Session, mcp_inde
     assert len({im.tobytes() for im in images}) == ALL_ITEMS
 
 
-def test_page_pictures_are_the_rendered_pages(stdio: Session, mcp_index: McpIndex) -> None:
+def test_page_pictures_are_the_pages_rendered_again(stdio: Session, mcp_index: McpIndex) -> None:
+    from vlm2vec_core.mcp_server import RENDER_DPI
     from vlm2vec_core.pdf import pdf_pages
 
     result = stdio.calls["text"]
     hits = result.structured_content["hits"]
     images = pictures(result)
-    others = {h["page"]: h for h in hits if h["kind"] == "page"}
-    assert sorted(others) == list(range(1, PDF_PAGES + 1))
-    rendered = [np.asarray(p.image.convert("L"), dtype=np.int16) for p in pdf_pages(mcp_index.files["pdf"], dpi=72)]
+    pdf = mcp_index.files["pdf"]
+    rendered = [np.asarray(p.image.convert("L"), dtype=np.int16) for p in pdf_pages(pdf, dpi=RENDER_DPI)]
+    checked = []
     for hit, image in zip(hits, images, strict=True):
-        if hit["kind"] != "page":
+        if hit["file"] != "report.pdf":
             continue
         sent = np.asarray(image.convert("L"), dtype=np.int16)
-        assert sent.shape == rendered[0].shape
+        assert sent.shape == rendered[0].shape  # the page at RENDER_DPI, not the 768 px display thumbnail
         errors = [np.abs(sent - page).mean() for page in rendered]
         assert int(np.argmin(errors)) + 1 == hit["page"] and min(errors) < 4  # its own page, up to JPEG
+        checked.append(hit["page"])
+    assert sorted(checked) == list(range(1, PDF_PAGES + 1))
+
+
+def test_a_deleted_file_shows_its_thumbnail_and_says_so(stdio: Session) -> None:
+    result = stdio.calls["text"]
+    lines = [b.text for b in result.content if b.type == "text" and "old.pdf" in b.text]
+    assert len(lines) == GONE_PAGES
+    assert "(the indexed thumbnail only: " in lines[0]
+    gone = next(n for n, b in enumerate(result.content) if b.type == "text" and "old.pdf" in b.text)
+    assert result.content[gone + 1].type == "image"
 
 
 def test_image_search_finds_the_picture_first(stdio: Session) -> None:
@@ -209,14 +222,17 @@ def test_list_files(stdio: Session, mcp_index: McpIndex) -> None:
     assert not result.is_error
     data = result.structured_content
     rows = {Path(r["source"]).name: r for r in data["files"]}
-    assert set(rows) == {"report.pdf", "photo.png", "talk.mp4"}
+    assert set(rows) == {"report.pdf", "photo.png", "talk.mp4", "old.pdf"}
+    assert (rows["old.pdf"]["items"], rows["old.pdf"]["present"]) == (GONE_PAGES, False)
+    assert "old.pdf  (gone)" in texts(result)[0]
+    del rows["old.pdf"]
     assert (rows["report.pdf"]["kind"], rows["report.pdf"]["items"]) == ("pdf", PDF_PAGES)
     assert (rows["talk.mp4"]["kind"], rows["talk.mp4"]["items"]) == ("video", VIDEO_CLIPS)
     assert (rows["photo.png"]["kind"], rows["photo.png"]["items"]) == ("image", 1)
     assert all(r["present"] and r["indexed_at"].endswith("+00:00") for r in rows.values())
     assert data["items"] == ALL_ITEMS and data["model"] and data["rerank"] is False
     text = texts(result)[0]
-    assert f"3 file(s), {ALL_ITEMS} item(s)" in text and str(mcp_index.files["pdf"].resolve()) in text
+    assert f"4 file(s), {ALL_ITEMS} item(s)" in text and str(mcp_index.files["pdf"].resolve()) in text
 
 
 @pytest.mark.parametrize(

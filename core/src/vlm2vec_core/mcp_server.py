@@ -46,8 +46,9 @@ MAX_K = 50
 PAGE_SIDE = 1024  # a page or an image is sent at most this many pixels a side (JPEG)
 FRAME_SIDE = 384  # each frame of a clip's strip
 CLIP_FRAMES = 3  # frames per clip hit, side by side in one picture
+MAX_PICTURES = 10  # hits past the 10th come as text only (a result stays a few MB at most)
 JPEG_QUALITY = 80
-RENDER_DPI = 110  # a page re-rendered from its PDF when its cached image is gone
+RENDER_DPI = 110  # pages are rendered again from their PDF at this resolution (then fitted to PAGE_SIDE)
 MAX_IMAGE_BYTES = 20 << 20  # a query image's decoded size
 Kind = Literal["page", "clip", "image"]
 
@@ -134,30 +135,27 @@ def frame_strip(frames: Sequence["Image.Image"], side: int = FRAME_SIDE) -> "Ima
 
 
 def hit_picture(hit: "Hit") -> tuple[bytes | None, str | None]:
-    """A JPEG of the hit (the page, the image, a strip of a clip's frames), or None and why there is none."""
-    from .media import load_image
+    """A JPEG of the hit and a note for the reader (None when the picture is the hit's own view): a page rendered
+    again from its PDF at ``RENDER_DPI`` (``documents.full_image``), an image's file, a strip of frames over a
+    clip's span read from its video; the cached display thumbnail when the source moved or broke since indexing
+    (said in the note); no picture when that is gone too."""
+    from .documents import full_image
 
-    meta = hit.metadata
+    why = "the file is gone"
     try:
         if hit.kind == "clip":
             frames = hit.clip_frames(CLIP_FRAMES)
             if frames:
                 return jpeg_bytes(frame_strip(frames), CLIP_FRAMES * FRAME_SIDE + 8), None
-            thumb = hit.image()  # the video moved or broke since indexing: its cached middle frame
-            if thumb is None:
-                return None, "the video and its thumbnail are gone"
-            return jpeg_bytes(thumb, FRAME_SIDE * 2), None
-        cached = meta.get("image_path")
-        if cached and Path(str(cached)).is_file():
-            return jpeg_bytes(load_image(str(cached)), PAGE_SIDE), None
-        if hit.kind == "page" and meta.get("page"):
-            from .pdf import pdf_pages
-
-            page = next(iter(pdf_pages(str(meta["source"]), dpi=RENDER_DPI, pages=[int(meta["page"])])))
-            return jpeg_bytes(page.image, PAGE_SIDE), None
-        return None, "the file is gone"
-    except (InputError, OSError, StopIteration) as exc:
-        return None, str(exc) or type(exc).__name__
+            why = "the video cannot be read"
+        else:
+            return jpeg_bytes(full_image(hit.metadata, dpi=RENDER_DPI), PAGE_SIDE), None
+    except (InputError, OSError, ValueError) as exc:  # gone, changed or broken since indexing
+        why = str(exc) or type(exc).__name__
+    thumb = hit.image()
+    if thumb is None:
+        return None, f"no picture: {why}"
+    return jpeg_bytes(thumb, PAGE_SIDE), f"the indexed thumbnail only: {why}"
 
 
 def _clock(seconds: float) -> str:
@@ -245,7 +243,12 @@ class Tools:
                 text, picture, k=k, kinds=list(kinds) if kinds else None, within=within, rerank=rerank, errors=problems
             )
             rows = [hit_row(n, h) for n, h in enumerate(hits, 1)]
-            pictures = [hit_picture(h) if images else (None, None) for h in hits]
+            pictures = [
+                (hit_picture(h) if n < MAX_PICTURES else (None, f"no picture past the first {MAX_PICTURES} hits"))
+                if images
+                else (None, None)
+                for n, h in enumerate(hits)
+            ]
         asked = " and ".join(part for part in (repr(text) if text else "", "the image" if picture else "") if part)
         scope = f" within {', '.join(within)}" if within else ""
         head = f"{len(rows)} hit(s) for {asked}{scope}" + (
@@ -254,10 +257,10 @@ class Tools:
         if not rows:
             head += ": nothing matched" + (" there (see list_files for the indexed paths)" if within else "")
         parts = [Part(text=head)]
-        for row, (jpeg, why) in zip(rows, pictures, strict=True):
+        for row, (jpeg, note) in zip(rows, pictures, strict=True):
             line = describe_hit(row)
-            if images and jpeg is None:
-                line += f"\n   (no picture: {why})"
+            if note:
+                line += f"\n   ({note})"
             parts.append(Part(text=line))
             if jpeg is not None:
                 parts.append(Part(jpeg=jpeg))
