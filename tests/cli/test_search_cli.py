@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlm2vec_core import cli
 from vlm2vec_core.indexer import search
-from vlm2vec_core.sheet import LABEL, TILE, contact_sheet
+from vlm2vec_core.sheet import HEADER, LABEL, TILE, contact_sheet
 from vlm2vec_core.store import ChromaStore, Hit
 
 
@@ -44,8 +44,10 @@ def test_json_hits_and_a_contact_sheet(indexed: Indexed, tiny_model_dir: Path, t
     image.load()
     assert image.format == "PNG"
     columns, rows_ = 4, -(-GOOD_ITEMS // 4)
-    assert image.size == (columns * TILE, rows_ * (TILE + LABEL))
-    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    assert image.size == (columns * TILE, HEADER + rows_ * (TILE + LABEL))  # the query's band on top
+    band = np.asarray(image.convert("L"))[:HEADER]
+    assert band.std() > 5  # the query is written there
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)[HEADER:]
     tiles = [
         pixels[r * (TILE + LABEL) + 4 : r * (TILE + LABEL) + TILE - 4, c * TILE + 4 : (c + 1) * TILE - 4]
         for n in range(GOOD_ITEMS)

@@ -208,7 +208,7 @@ def encrypted(tmp_path: Path) -> Path:
 
 
 def test_encrypted_without_password(encrypted: Path) -> None:
-    with pytest.raises(InputError, match=r"secret\.pdf: the PDF is encrypted: pass password="):
+    with pytest.raises(InputError, match=r"secret\.pdf: the PDF is encrypted: pass --password \(password= in Python\)"):
         list(pdf_pages(encrypted))
 
 

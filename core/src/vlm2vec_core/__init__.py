@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .documents import (
         Item,
         file_digest,
+        full_image,
         input_for_metadata,
         input_for_reference,
         iter_items,
@@ -44,6 +45,7 @@ _LAZY = {
     "parse_reference": "documents",
     "input_for_reference": "documents",
     "input_for_metadata": "documents",
+    "full_image": "documents",
     "read_clip_frames": "video",
     "VLM2VecEncoder": "local",
     "LocalEncoder": "local",
@@ -77,6 +79,7 @@ __all__ = [
     "build_prompt",
     "evaluate",
     "file_digest",
+    "full_image",
     "get_family",
     "get_preset",
     "input_for_metadata",

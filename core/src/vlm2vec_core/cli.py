@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument("--sheet", type=Path, help="also write a contact sheet PNG of the hits")
     _rerank_options(search)
+    _password_option(search)
 
     ask = commands.add_parser("ask", help="answer a question from the hits with a multimodal chat model")
     ask.add_argument("question")
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat-model", default=None, help="$VLM2VEC_CHAT_MODEL")
     ask.add_argument("--chat-api-key", default=None, help="$VLM2VEC_CHAT_API_KEY")
     _rerank_options(ask)
+    _password_option(ask)
 
     info = commands.add_parser("info", help="what an index holds: its model, family and dimension, and counts")
     _store_options(info)
@@ -219,6 +221,14 @@ def _rerank_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rerank-family", default=None, choices=list(RERANKERS), help="default: detected")
     parser.add_argument("--candidates", type=_positive_int, default=50, help="how many hits to rerank (default 50)")
+
+
+def _password_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("VLM2VEC_PDF_PASSWORD"),
+        help="for encrypted PDFs ($VLM2VEC_PDF_PASSWORD; tried on every encrypted PDF of the run)",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -585,7 +595,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.sheet:
         from .sheet import contact_sheet
 
-        print(f"contact sheet: {contact_sheet(hits, args.sheet)}", file=sys.stderr)
+        sheet = contact_sheet(hits, args.sheet, query=args.query, password=args.password)
+        print(f"contact sheet: {sheet}", file=sys.stderr)
     return 0
 
 
@@ -648,7 +659,7 @@ def _ask(args: argparse.Namespace) -> int:
     import httpx
 
     try:
-        answer = ask(args.question, hits, config)
+        answer = ask(args.question, hits, config, password=args.password)
     except httpx.HTTPError as exc:  # refused, unknown host, timed out
         raise _Stop(f"the chat endpoint {config.base_url} cannot be reached ({exc}); the hits are above") from exc
     except (RuntimeError, OSError) as exc:

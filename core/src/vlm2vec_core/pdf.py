@@ -246,8 +246,8 @@ def _open_failure(code: int | None, exc: Exception, password: str | None) -> str
         return "the PDF has no pages"
     if code == _ERR_PASSWORD:
         if password is None:
-            return "the PDF is encrypted: pass password= to open it"
-        return "wrong password for this encrypted PDF: pass the right password="
+            return "the PDF is encrypted: pass --password (password= in Python) to open it"
+        return "wrong password for this encrypted PDF: pass the right --password (password= in Python)"
     if code == _ERR_SECURITY:
         return f"unsupported security handler or encryption ({exc})"
     if code == _ERR_FORMAT:
