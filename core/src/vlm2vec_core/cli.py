@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DeviceError
+from .errors import DeviceError, MissingDependencyError
 from .families import FAMILIES, UnknownFamilyError
 from .families.rerankers import DEFAULT_RERANKER, RERANKERS
 from .loading import DEFAULT_MODEL
@@ -35,7 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--clip-seconds", type=_positive_float, default=10.0)
     index.add_argument("--dpi", type=float, default=144)
     index.add_argument("--batch-size", type=_positive_int, default=8)
-    index.add_argument("--cache-dir", type=Path, default=None, help="page images and thumbnails (default ~/.cache)")
+    index.add_argument("--cache-dir", type=Path, default=None, help="page thumbnails (default ~/.cache/vlm2vec)")
+    index.add_argument(
+        "--workers",
+        type=_natural_int,
+        default=None,
+        help="processes that read and render files while the model runs (default: one per CPU; 0: none)",
+    )
+    index.add_argument(
+        "--file-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a file that takes longer to read (it is reported; the run goes on)",
+    )
+    _password_option(index)
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="render and embed on a Ray cluster (ADDRESS, $RAY_ADDRESS, or a local one); extra [ray]",
+    )
+    index.add_argument("--actors", type=_positive_int, default=None, help="with --ray: encoder actors (default: GPUs)")
+    index.add_argument("--gpus-per-actor", type=_positive_float, default=None, help="with --ray (default 1 on GPUs)")
 
     search = commands.add_parser("search", help="find the pages, clips and images that match a query")
     search.add_argument("query")
@@ -238,6 +262,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _natural_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -272,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (_Stop, IndexMismatch, UnknownFamilyError) as stop:
+    except (_Stop, IndexMismatch, UnknownFamilyError, MissingDependencyError) as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -524,6 +555,8 @@ def _indexed(args: argparse.Namespace, paths: list[Path], encoder: Any, store: A
         library_log.setLevel(logging.ERROR)
     try:
         with tqdm(unit=" items", desc="indexing", disable=None, file=sys.stderr) as bar:
+            if getattr(args, "ray", None) is not None:
+                return _indexed_on_ray(args, paths, store, prune=prune, progress=bar)
             return index_paths(
                 paths,
                 encoder,
@@ -534,9 +567,42 @@ def _indexed(args: argparse.Namespace, paths: list[Path], encoder: Any, store: A
                 batch_size=args.batch_size,
                 prune=prune,
                 progress=bar,
+                workers=getattr(args, "workers", None),
+                file_timeout=getattr(args, "file_timeout", None),
             )
     finally:
         library_log.setLevel(level)
+
+
+def _indexed_on_ray(args: argparse.Namespace, paths: list[Path], store: Any, *, prune: bool, progress: Any) -> Any:
+    """``vlm2vec index --ray``: the same index, rendered by Ray CPU tasks and embedded by Ray actors."""
+    from .distributed import index_with_ray
+
+    if not args.verbose:  # Ray Data's own progress and INFO lines
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return index_with_ray(
+        paths,
+        store,
+        model=None if args.remote else args.model,
+        remote=args.remote,
+        api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"),
+        family=args.family,
+        truncate_dim=args.truncate_dim,
+        max_pixels=args.max_pixels,
+        dtype=args.dtype,
+        base_model=args.base_model,
+        ray_address=args.ray or None,
+        actors=args.actors,
+        num_gpus_per_actor=args.gpus_per_actor,
+        cache_dir=args.cache_dir,
+        dpi=args.dpi,
+        clip_seconds=args.clip_seconds,
+        batch_size=args.batch_size,
+        file_timeout=args.file_timeout,
+        prune=prune,
+        progress=progress,
+    )
 
 
 def _index(args: argparse.Namespace) -> int:
