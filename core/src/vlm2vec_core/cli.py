@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "list": _list,
         "remove": _remove,
-        "ui": lambda a: __import__(f"{__package__}.webui", fromlist=["command"]).command(a, _service),
-        "mcp": lambda a: __import__(f"{__package__}.mcp_server", fromlist=["command"]).command(a, _service),
+        "ui": _ui,
+        "mcp": _mcp,
     }
     try:
         return commands[args.command](args)
@@ -650,6 +650,18 @@ def _hits(args: argparse.Namespace, query: str) -> list[Any]:
     for problem in problems:
         print(f"skipped in reranking: {problem}", file=sys.stderr)
     return hits
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from .webui import command
+
+    return command(args, _service)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import command
+
+    return command(args, _service)
 
 
 def _search(args: argparse.Namespace) -> int:
