@@ -1,7 +1,10 @@
-"""End-to-end indexing: pages/s for a generated PDF with the tiny checkpoint on the CPU, the share of wall time
-spent outside the model's forward pass, and peak memory indexing a short and a long PDF (each in a fresh process).
+"""End-to-end indexing: the pipeline side by side (render-only, FakeEncoder in process and with workers, the
+tiny checkpoint, cache per page, remote vs local, clip sampling vs decoding every frame), then pages/s for a
+generated PDF with the tiny checkpoint in a fresh process, the share of wall time spent outside the model's forward
+pass, and peak memory indexing a short and a long PDF (each in a fresh process).
 
-    .venv/bin/python bench/index.py                       # 100 pages at 144 dpi; memory: 100 vs 1,000 pages
+    .venv/bin/python bench/index.py                       # everything: pipeline on 60 pages, 100, 100 vs 1,000
+    .venv/bin/python bench/index.py --only pipeline       # just the side-by-side pipeline table
     .venv/bin/python bench/index.py --mem-dpi 72          # the memory runs at a lower dpi (faster)
 
 Results in bench/README.md ("Indexing"). The PDFs hold the four sample page drawings of examples/ (letter size);
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples"), str(ROOT / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -54,6 +57,105 @@ def make_pdf(path: Path, n_pages: int) -> Path:
 def _copy(src: Path, dst: Path) -> Path:
     dst.write_bytes(src.read_bytes())
     return dst
+
+
+def render_only(pdf: Path, dpi: float) -> float:
+    """Pages/s of plain pypdfium2 in this process: open, render every page, convert to an RGB PIL image."""
+    import pypdfium2
+
+    started = time.perf_counter()
+    document = pypdfium2.PdfDocument(pdf)
+    for index in range(len(document)):
+        page = document[index]
+        bitmap = page.render(scale=dpi / 72)
+        image = bitmap.to_pil()
+        image.convert("RGB") if image.mode != "RGB" else image.copy()
+        bitmap.close()
+        page.close()
+    pages = len(document)
+    document.close()
+    return pages / (time.perf_counter() - started)
+
+
+def du_kib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1024
+
+
+def index_run(pdf: Path, encoder: Any, work: Path, dpi: float, workers: int | None, **kw: Any) -> dict[str, Any]:
+    """``index_paths`` of ``pdf`` into a fresh embedded store and cache: pages/s, cache KiB per page, vectors."""
+    from vlm2vec_core.indexer import index_paths
+    from vlm2vec_core.store import ChromaStore
+
+    store = ChromaStore.open(db=work / "db")
+    started = time.perf_counter()
+    report = index_paths([pdf], encoder, store, cache_dir=work / "cache", dpi=dpi, workers=workers, **kw)
+    wall = time.perf_counter() - started
+    pages = report.items["page"]
+    assert pages and not report.errors, report.errors
+    got = store.items.get(include=["embeddings"])
+    vectors = dict(zip(got["ids"], got["embeddings"], strict=True))
+    return {
+        "pages": pages,
+        "wall_s": wall,
+        "pages_per_s": pages / wall,
+        "cache_kib_per_page": du_kib(work / "cache") / pages,
+        "vectors": vectors,
+    }
+
+
+def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_seconds: float) -> None:
+    """The issue's numbers, measured side by side in this one run."""
+    import numpy as np
+
+    from vlm2vec_core import FakeEncoder, VLM2VecEncoder
+    from vlm2vec_core.pipeline import auto_workers
+
+    pdf = make_pdf(work / f"pipeline-{pages}.pdf", pages)
+    auto = auto_workers()
+    rows: dict[str, float] = {}
+    render = render_only(pdf, dpi)
+    rows["render-only (pypdfium2, 1 process)"] = render
+    fake0 = index_run(pdf, FakeEncoder(), work / "fake0", dpi, 0)
+    fake = index_run(pdf, FakeEncoder(), work / "fake-auto", dpi, None)
+    rows["FakeEncoder indexing, workers=0"] = fake0["pages_per_s"]
+    rows[f"FakeEncoder indexing, workers=auto ({auto})"] = fake["pages_per_s"]
+    tiny = VLM2VecEncoder(model, device="cpu").load()
+    tiny0 = index_run(pdf, tiny, work / "tiny0", dpi, 0)
+    tinyw = index_run(pdf, tiny, work / "tiny-auto", dpi, None)
+    rows["tiny checkpoint indexing, workers=0"] = tiny0["pages_per_s"]
+    rows[f"tiny checkpoint indexing, workers=auto ({auto})"] = tinyw["pages_per_s"]
+    same = all(np.array_equal(tiny0["vectors"][k], tinyw["vectors"][k]) for k in tiny0["vectors"])
+
+    from remote import Server  # bench/remote.py: `vlm2vec serve` on a free loopback port
+    from vlm2vec_core.remote import RemoteEncoder
+
+    server = Server(model, work / "serve.log").wait()
+    try:
+        remote = RemoteEncoder(server.url)
+        remote_run = index_run(pdf, remote, work / "remote", dpi, None)
+    finally:
+        server.stop()
+    diff = max(
+        float(np.max(np.abs(np.asarray(remote_run["vectors"][k]) - np.asarray(v)))) for k, v in tinyw["vectors"].items()
+    )
+    rows["tiny checkpoint remote (vlm2vec serve, 127.0.0.1), workers=auto"] = remote_run["pages_per_s"]
+
+    from loaders import bench_video, make_bench_video  # bench/loaders.py
+
+    clips = bench_video(make_bench_video(work / "bench.mp4", seconds=video_seconds))
+
+    print(f"\npipeline, {pages} pages at {dpi:g} dpi ({os.cpu_count()} CPUs):")
+    for name, value in rows.items():
+        print(f"  {name:<66} {value:7.1f} pages/s")
+    print(f"  {'FakeEncoder workers=auto / render-only (target >= 1.0)':<66} {fake['pages_per_s'] / render:7.2f}x")
+    print(f"  {'FakeEncoder workers=auto / workers=0':<66} {fake['pages_per_s'] / fake0['pages_per_s']:7.2f}x")
+    print(f"  {'tiny checkpoint workers=auto / workers=0':<66} {tinyw['pages_per_s'] / tiny0['pages_per_s']:7.2f}x"
+          f"  (vectors identical: {same})")  # fmt: skip
+    print(f"  {'cache KiB per page (target <= 40)':<66} {fake['cache_kib_per_page']:7.1f}")
+    print(f"  {'remote / local time (target <= 1.3)':<66} {tinyw['pages_per_s'] / remote_run['pages_per_s']:7.2f}x"
+          f"  (max |diff| {diff:.2g})")  # fmt: skip
+    print(f"  {'clip sampling vs PyAV decode-all (target >= 4)':<66} {clips['speedup_vs_decode_all']:7.2f}x"
+          f"  ({clips['clips']} clips of a {video_seconds:g} s video: {json.dumps(clips)})")  # fmt: skip
 
 
 def index_once(model: Path, pdf: Path, work: Path, dpi: float, batch_size: int) -> dict[str, Any]:
@@ -106,6 +208,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only", choices=["pipeline", "throughput"], default=None, help="run one section only")
+    parser.add_argument("--pipeline-pages", type=int, default=60, help="pages of the pipeline table's PDF")
+    parser.add_argument("--video-seconds", type=float, default=60.0, help="video of the clip sampling row")
     args = parser.parse_args()
 
     if args.child is not None:  # one measured run in a fresh process: print its JSON
@@ -123,6 +228,10 @@ def main() -> None:
             model = build_tiny_checkpoint(work / "tiny")
         print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, model {model.name}")  # fmt: skip
+        if args.only in (None, "pipeline"):
+            pipeline_table(model, work, args.pipeline_pages, args.dpi, args.video_seconds)
+        if args.only == "pipeline":
+            return
 
         pdf = make_pdf(work / f"throughput-{args.pages}.pdf", args.pages)
         run = in_fresh_process(model, pdf, work / "throughput", args.dpi, args.batch_size)

@@ -10,13 +10,14 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mediafixtures import make_video
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.isolate import WorkerPool, crash_reason, run_isolated
+from vlm2vec_core.isolate import WorkerPool, crash_reason, run_isolated, shutdown_isolated
 
 # -- what the workers run ---------------------------------------------------------------------------------------
 
@@ -157,7 +158,13 @@ def test_errors_of_the_function_come_back_as_they_are() -> None:
         )
 
 
-def test_run_isolated_returns_or_names_the_source() -> None:
+@pytest.fixture
+def shared_pool() -> Iterator[None]:
+    yield
+    shutdown_isolated()  # no worker of the shared pool outlives the test
+
+
+def test_run_isolated_returns_or_names_the_source(shared_pool: None) -> None:
     assert run_isolated(doubled, 5, timeout=30, source="five") == 10
     with pytest.raises(InputError, match=r"^upload\.mp4: the decoder crashed \(SIGABRT\)$"):
         run_isolated(aborts, timeout=30, source="upload.mp4")
@@ -166,7 +173,7 @@ def test_run_isolated_returns_or_names_the_source() -> None:
     assert run_isolated(doubled, 6, timeout=30, source="six") == 12  # the pool goes on
 
 
-def test_workers_import_neither_torch_nor_transformers() -> None:
+def test_workers_import_neither_torch_nor_transformers(shared_pool: None) -> None:
     pytest.importorskip("torch")
     import torch  # noqa: F401 - loaded in the parent, as when a local model runs
 
@@ -187,7 +194,7 @@ def test_workers_are_gone_after_close_and_after_ctrl_c() -> None:
     assert not any(_alive(pid) for pid in pids)
 
 
-def test_a_forged_avi_that_aborts_decord_costs_only_that_file(tmp_path: Path) -> None:
+def test_a_forged_avi_that_aborts_decord_costs_only_that_file(tmp_path: Path, shared_pool: None) -> None:
     bomb = forged_avi(tmp_path / "bomb.avi")
     good = make_video(tmp_path / "good.mp4", seconds=2.0)
     with pytest.raises(InputError) as caught:

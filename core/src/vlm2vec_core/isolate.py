@@ -41,16 +41,24 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "WorkerPool", "crash_reason", "run_isolated"]
+__all__ = ["Job", "WorkerPool", "crash_reason", "run_isolated", "shutdown_isolated"]
 
 _TICK = 0.05  # seconds between the supervisor's checks of time limits
 _GRACE = 2.0  # seconds a stopping worker has to finish its current step before it is killed
 _TMP_PREFIX = ".tmp-"  # files written aside, then renamed (documents.cache_image): removed when a worker is killed
 
 
+# Imported once by the fork server, so that each worker it forks starts with them loaded (never torch).
+PRELOAD = ["vlm2vec_core.pipeline", "pypdfium2", "av"]
+
+
 def _context() -> Any:
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)  # has effect until the server starts (missing modules are skipped)
+    return ctx
 
 
 def crash_reason(exitcode: int | None) -> str:
@@ -574,3 +582,12 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float, source: str
             _shared = WorkerPool(min(4, os.cpu_count() or 1), max_inflight=64, name="vlm2vec-isolated")
         pool = _shared
     return pool.submit(fn, *args, source=source, timeout=timeout, depth=1).result()
+
+
+def shutdown_isolated() -> None:
+    """Stop the shared pool of :func:`run_isolated` now (it starts again on the next call)."""
+    global _shared
+    with _shared_lock:
+        pool, _shared = _shared, None
+    if pool is not None:
+        pool.close()
