@@ -252,3 +252,133 @@ def _to_av_frame(image: Image.Image) -> av.VideoFrame:
     import av
 
     return av.VideoFrame.from_image(image)
+
+
+def make_coded_video(
+    path: str | Path,
+    n_frames: int = 40,
+    fps: int = 10,
+    size: tuple[int, int] = (160, 120),
+    codec: str = "libx264",
+    options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
+    textured: bool = False,
+) -> Path:
+    """A video with the encoder ``options`` given (a GOP layout: ``{"g": "250"}``, B-frames: ``{"preset":
+    "medium", "bf": "3"}``, an open GOP: ``{"x264-params": "open-gop=1"}``); container from the suffix.
+    ``textured`` puts seeded noise in the top-left quarter so that every frame costs bits to code."""
+    import av
+    import numpy as np
+
+    out = Path(path)
+    rng = np.random.default_rng(n_frames)
+    width, height = size
+    with _open_output(out) as container:
+        stream = container.add_stream(codec, rate=fps)
+        if not isinstance(stream, av.VideoStream):
+            raise TypeError(f"{codec} is not a video codec")
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = Fraction(1, fps)
+        if options:
+            stream.options = dict(options)
+        for i in range(n_frames):
+            second, within = divmod(i, fps)
+            pixels = np.array(video_frame(second, within, fps, size))
+            if textured:
+                pixels[: height // 2, : width // 2] = rng.integers(0, 256, (height // 2, width // 2, 3))
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def make_vfr_video(path: str | Path, times_ms: Sequence[int], size: tuple[int, int] = (160, 120)) -> Path:
+    """An H.264 video (mp4 or mkv, by the suffix) whose frames start at ``times_ms`` (variable frame rate)."""
+
+    out = Path(path)
+    with _open_output(out) as container:
+        stream = _video_stream(container, "libx264", 30, size)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.time_base = Fraction(1, 1000)
+        stream.options = {"preset": "ultrafast", "g": "12"}
+        for t in times_ms:
+            frame = _to_av_frame(video_frame(t // 1000, (t % 1000) // 100, 10, size))
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out
+
+
+def make_tagged_video(path: str | Path, title: bytes, seconds: float = 1.0, fps: int = 10) -> Path:
+    """An mp4 whose ``title`` metadata holds the raw bytes ``title`` (e.g. Latin-1, not UTF-8)."""
+    import av
+
+    out = Path(path)
+    placeholder = b"T" * len(title)
+    with av.open(str(out), mode="w") as container:
+        container.metadata["title"] = placeholder.decode()
+        stream = _video_stream(container, "libx264", fps, (160, 120))
+        stream.options = {"preset": "ultrafast", "g": str(fps)}
+        for i in range(round(seconds * fps)):
+            frame = _to_av_frame(video_frame(i // fps, i % fps, fps, (160, 120)))
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = out.read_bytes()
+    if data.count(placeholder) != 1:
+        raise ValueError("the title placeholder is not unique in the file")
+    out.write_bytes(data.replace(placeholder, title))
+    return out
+
+
+def patch_u32(path: str | Path, offset: int, value: int, big_endian: bool) -> Path:
+    """Overwrite the 32-bit unsigned integer at ``offset`` of a file (a forged header field)."""
+    target = Path(path)
+    data = bytearray(target.read_bytes())
+    data[offset : offset + 4] = value.to_bytes(4, "big" if big_endian else "little")
+    target.write_bytes(bytes(data))
+    return target
+
+
+def mp4_box_offset(path: str | Path, box: bytes) -> int:
+    """Offset of the first ``box`` (e.g. ``b"stts"``) in an mp4: where its 4-byte type starts."""
+    at = Path(path).read_bytes().find(box)
+    if at < 4:
+        raise ValueError(f"no {box!r} box")
+    return at
+
+
+def forge_mp4_sample_count(path: str | Path, count: int) -> Path:
+    """Make the mp4's first ``stts`` entry claim ``count`` samples (the header then declares that many)."""
+    at = mp4_box_offset(path, b"stts")
+    return patch_u32(path, at + 12, count, big_endian=True)  # type, version+flags, entry count, then samples
+
+
+def forge_mp4_sample_delta(path: str | Path, delta: int) -> Path:
+    """Make every sample of the mp4's first ``stts`` entry last ``delta`` ticks (absurd timing)."""
+    at = mp4_box_offset(path, b"stts")
+    return patch_u32(path, at + 16, delta, big_endian=True)
+
+
+def avi_strh_offset(path: str | Path) -> int:
+    """Offset of the data of the first ``strh`` chunk (the video stream's header) in an AVI."""
+    at = Path(path).read_bytes().find(b"strh")
+    if at < 0:
+        raise ValueError("no strh chunk")
+    return at + 8  # fourcc, size
+
+
+def forge_avi_frame_count(path: str | Path, count: int) -> Path:
+    """Make the AVI's video stream header (``strh`` dwLength) and main header (``avih`` dwTotalFrames) claim
+    ``count`` frames."""
+    data = Path(path).read_bytes()
+    patch_u32(path, data.find(b"avih") + 8 + 16, count, big_endian=False)
+    return patch_u32(path, avi_strh_offset(path) + 32, count, big_endian=False)
+
+
+def forge_avi_rate(path: str | Path, scale: int, rate: int) -> Path:
+    """Set the AVI video stream's frame rate to ``rate / scale`` (``strh`` dwScale and dwRate)."""
+    strh = avi_strh_offset(path)
+    patch_u32(path, strh + 20, scale, big_endian=False)
+    return patch_u32(path, strh + 24, rate, big_endian=False)
