@@ -302,3 +302,84 @@ def test_page_ranges_split_long_pdfs_only_when_the_loader_takes_pages() -> None:
     ranges = page_ranges(20)
     if ranges != [None]:  # iter_items(pages=...) is there: 1-8, 9-16, 17-20
         assert ranges == [tuple(range(1, 9)), tuple(range(9, 17)), tuple(range(17, 21))]
+
+
+RUN = """
+import sys, time
+from pathlib import Path
+from vlm2vec_core.fake import FakeEncoder
+from vlm2vec_core.indexer import index_paths
+from vlm2vec_core.store import ChromaStore
+
+class Slow(FakeEncoder):
+    def encode(self, inputs, **kwargs):
+        print("encoding", flush=True)
+        time.sleep(0.5)
+        return super().encode(inputs, **kwargs)
+
+if __name__ == "__main__":
+    tmp = Path(sys.argv[1])
+    index_paths([tmp / "docs"], Slow(), ChromaStore.open(db=tmp / "db"), cache_dir=tmp / "cache", dpi=36, workers=2)
+"""
+
+
+def test_workers_end_when_the_indexing_process_is_killed(tmp_path: Path) -> None:
+    import subprocess
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for n in range(4):
+        make_pdf(folder / f"{n}.pdf", 30, size=(200, 260), seed=n)
+    script = tmp_path / "run.py"
+    script.write_text(RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "encoding\n"  # mid-run, workers busy
+        workers = [pid for pid, cmd in _below(proc.pid) if "forkserver" in cmd and _parent(pid) != proc.pid]
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the process that started them"
+        time.sleep(0.1)
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _state(pid: int) -> str:
+    try:
+        return _stat(pid)[0]
+    except OSError:
+        return "gone"
+
+
+def _parent(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def _below(root: int) -> list[tuple[int, str]]:
+    found, level = [], {root}
+    while level:
+        level = {p for p in _all_pids() if _safe_parent(p) in level}
+        for pid in level:
+            try:
+                found.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            except OSError:
+                continue
+    return found
+
+
+def _all_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _safe_parent(pid: int) -> int | None:
+    try:
+        return _parent(pid)
+    except (OSError, IndexError, ValueError):
+        return None
