@@ -77,6 +77,32 @@ def test_image_search_from_the_file_picker(page: Any, app: App, service: Any, sh
     assert not page.problems
 
 
+def test_an_image_dropped_or_pasted_is_the_query(page: Any, app: App, service: Any) -> None:
+    assert app.corpus is not None
+    photo = app.corpus.files["photo"]
+    _open(page, app)
+    make_file = "bytes => new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'})"
+    data = list(photo.read_bytes())
+    page.evaluate(
+        f"""bytes => {{ const dt = new DataTransfer(); dt.items.add(({make_file})(bytes));
+        const drop = new DragEvent('drop', {{dataTransfer: dt, bubbles: true}});
+        document.querySelector('#drop').dispatchEvent(drop); }}""",
+        data,
+    )
+    page.wait_for_selector("#query-image:not([hidden])")
+    assert page.inner_text("#query-name") == "dropped.png"
+    assert [c["id"] for c in _search(page)] == [h.id for h in service.search(image=photo, k=12)]
+    page.click("#clear-image")
+    page.evaluate(
+        f"""bytes => {{ const dt = new DataTransfer(); dt.items.add(({make_file})(bytes));
+        document.dispatchEvent(new ClipboardEvent('paste', {{clipboardData: dt, bubbles: true}})); }}""",
+        data,
+    )
+    page.wait_for_selector("#query-image:not([hidden])")
+    assert page.inner_text("#query-name") == "dropped.png"
+    assert not page.problems
+
+
 def test_a_page_opens_full_size_rendered_from_its_pdf_by_keyboard(page: Any, app: App, shots: Path) -> None:
     _open(page, app)
     page.evaluate("document.activeElement.blur()")
@@ -212,7 +238,7 @@ def test_ask_shows_the_answer_and_the_images_sent(page: Any, app: App, shots: Pa
 
 
 def test_narrow_window_has_no_sideways_scrolling(browser: Any, app: App, shots: Path) -> None:
-    context = browser.new_context(viewport={"width": 360, "height": 780})
+    context = browser.new_context(viewport={"width": 360, "height": 780}, color_scheme="dark")  # a phone at night
     try:
         page = context.new_page()
         page.goto(app.url)
