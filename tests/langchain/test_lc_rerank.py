@@ -22,6 +22,7 @@ from langchain_vlm2vec import (
 )
 from langchain_vlm2vec.document_loaders import item_to_document
 from vlm2vec_core import FakeEncoder, Input, iter_items
+from vlm2vec_core.documents import input_for_reference
 from vlm2vec_core.media import to_data_url
 from vlm2vec_core.rerank import FakeReranker, Reranker
 
@@ -61,8 +62,10 @@ def docs(retriever: VLM2VecRetriever) -> list[Document]:
 def expected(doc: Document) -> Input:
     """What the reranker should see, stated per kind (independently of the adapter's code)."""
     kind = doc.metadata.get("kind")
-    if kind in ("page", "image"):
-        return Input(image=doc.metadata["image_path"])  # the cached page render, the image file
+    if kind == "page":  # the page rendered again from its PDF (as it was loaded: 144 dpi), not its thumbnail
+        return input_for_reference(doc.metadata["reference"], dpi=144)
+    if kind == "image":
+        return Input(image=doc.metadata["reference"])  # the image file itself
     if kind == "clip":
         return Input(video=doc.metadata["reference"])  # talk.mp4#t=0,1: frames over the span
     return Input(text=doc.page_content)
@@ -102,7 +105,7 @@ def test_top_n_keeps_the_best(docs: list[Document]) -> None:
 def test_an_image_query(docs: list[Document]) -> None:
     fake = FakeReranker()
     stage = VLM2VecRerank(reranker=fake, top_n=3)
-    photo = next(d for d in docs if d.metadata.get("kind") == "image").metadata["image_path"]
+    photo = next(d for d in docs if d.metadata.get("kind") == "image").metadata["reference"]  # the file
     want = by_reranker(fake, Input(image=photo), docs, top_n=3)
     assert ids_and_scores(stage.compress_documents_by_image(docs, photo)) == want
     assert "<|image_pad|>" in fake.prompts[-1].split("<Document>")[0]  # the query side holds the image

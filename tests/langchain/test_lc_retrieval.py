@@ -24,6 +24,7 @@ from langchain_vlm2vec import (
     add_media_documents,
 )
 from vlm2vec_core import FakeEncoder, Input
+from vlm2vec_core.documents import input_for_reference
 
 
 def _stored(indexed: Any) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def test_stored_vectors_are_the_pixels_not_the_caption(indexed: Any, tiny_encode
     stored = _stored(indexed)
     by_id = dict(zip(stored["ids"], stored["embeddings"], strict=True))
     page = indexed.pages[0]
-    page_image = Image.open(page.metadata["image_path"])
+    page_image = _page(page)  # the page itself, not its display thumbnail (image_path)
     expected = tiny_encoder.encode_documents([page_image], task="visdoc")[0]
     np.testing.assert_allclose(by_id[page.id], expected, atol=1e-5)
     caption = tiny_encoder.encode_documents([page.page_content], task="visdoc")[0]
@@ -73,15 +74,17 @@ def test_stored_vectors_are_the_pixels_not_the_caption(indexed: Any, tiny_encode
     np.testing.assert_allclose(by_id[clip.id], expected, atol=1e-5)
 
 
-def test_page_image_as_query_finds_its_own_page_first(indexed: Any) -> None:
+def test_page_image_as_query_finds_its_own_page_first(indexed: Any, tmp_path: Path) -> None:
     retriever = VLM2VecRetriever(vectorstore=indexed.store, k=3)
     for page in indexed.pages:
-        hits = retriever.search_by_image(page.metadata["image_path"])
+        hits = retriever.search_by_image(_page(page))
         assert hits[0].id == page.id
         assert hits[0].metadata["score"] == pytest.approx(1.0, abs=1e-4)
         assert hits[1].metadata["score"] < hits[0].metadata["score"]
     # Chroma's own image search, with our embed_image, agrees
-    first = indexed.store.similarity_search_by_image(indexed.pages[2].metadata["image_path"], k=1)
+    rendered = tmp_path / "page3.png"
+    _page(indexed.pages[2]).save(rendered)
+    first = indexed.store.similarity_search_by_image(str(rendered), k=1)
     assert first[0].id == indexed.pages[2].id
 
 
@@ -155,7 +158,7 @@ def test_another_vector_store_works_the_same_way(indexed: Any) -> None:
     store = InMemoryVectorStore(indexed.embeddings)
     ids = add_media_documents(store, indexed.pages, batch_size=2)
     assert ids == [d.id for d in indexed.pages]
-    hits = VLM2VecRetriever(vectorstore=store, k=1).search_by_image(indexed.pages[1].metadata["image_path"])
+    hits = VLM2VecRetriever(vectorstore=store, k=1).search_by_image(_page(indexed.pages[1]))
     assert hits[0].id == indexed.pages[1].id
 
 
@@ -186,3 +189,10 @@ def test_async_paths(indexed: Any) -> None:
 
     hits = asyncio.run(run())
     assert len(hits) == 2 and all("image_block" in h.metadata for h in hits)
+
+
+def _page(doc: Any) -> Image.Image:
+    """A loaded page as the embeddings see it: rendered again from its PDF at the loader's 144 dpi."""
+    image = input_for_reference(doc.metadata["reference"], dpi=144).image
+    assert isinstance(image, Image.Image)
+    return image

@@ -66,7 +66,8 @@ _NAMES = {"pdf": "PDF", "video": "video"}
 
 
 class VLM2VecPDFLoader(_MediaLoader):
-    """One Document per PDF page (``kind="page"``), rendered once to a cached PNG (``metadata["image_path"]``).
+    """One Document per PDF page (``kind="page"``); ``metadata["image_path"]`` is a cached display picture of it,
+    the embeddings render the page itself again from ``metadata["reference"]``.
 
     ``file_path`` is a PDF, a folder of them or a list. Metadata: ``id`` (content hash + page, stable across
     runs and moves), ``source``, ``file_name``, ``page``, ``page_count``, ``image_path``, ``reference``
