@@ -7,15 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from uihelp import ANSWER, CHAT_ENV, CHROMIUM, CHROMIUM_ARGS, App, Corpus
+from uihelp import ANSWER, CHAT_ENV, CHROMIUM, CHROMIUM_ARGS, App, Corpus, in_process_app
 
 from fakechat import FakeChat
 from mediafixtures import make_image, make_pdf, make_video
@@ -77,30 +74,6 @@ def app(
     server.stop()
 
 
-@contextmanager
-def _in_process(service: Any, where: str) -> Iterator[str]:
-    """The app over ``service`` on a thread of this process (uvicorn on 127.0.0.1): its URL."""
-    import uvicorn
-
-    from vlm2vec_core.webui import UIConfig, create_app
-
-    port = free_port()
-    app = create_app(service, UIConfig(where=where))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the app did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The app over an empty index."""
@@ -108,7 +81,7 @@ def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     from vlm2vec_core.store import ChromaStore
 
     db = tmp_path_factory.mktemp("ui-empty") / "db"
-    with _in_process(SearchService(tiny_encoder, ChromaStore.open(db=db)), str(db)) as url:
+    with in_process_app(SearchService(tiny_encoder, ChromaStore.open(db=db)), str(db)) as url:
         yield App(url, None, where=str(db))
 
 
@@ -119,7 +92,7 @@ def rerank_app(corpus: Corpus, tiny_encoder: Any, tiny_reranker: Any) -> Iterato
     from vlm2vec_core.store import ChromaStore
 
     service = SearchService(tiny_encoder, ChromaStore.open(db=corpus.db), reranker=tiny_reranker, candidates=8)
-    with _in_process(service, str(corpus.db)) as url:
+    with in_process_app(service, str(corpus.db)) as url:
         yield App(url, corpus, where=str(corpus.db))
 
 

@@ -71,16 +71,34 @@ def build_messages(question: str, hits: Sequence[Hit], **image_options: Any) -> 
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
 
 
-def ask(question: str, hits: Sequence[Hit], config: ChatConfig, *, password: str | None = None) -> str:
+class ChatError(RuntimeError):
+    """The chat endpoint is not there, or answered an error (the message says which, and where)."""
+
+
+def ask(
+    question: str,
+    hits: Sequence[Hit],
+    config: ChatConfig,
+    *,
+    password: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+) -> str:
     """The chat model's answer to ``question`` given the hits' images (``password``: for an encrypted PDF's
-    pages)."""
+    pages). ``messages``: what :func:`build_messages` made already (e.g. to show the images sent), sent as is.
+    Raises ChatError when the endpoint cannot be reached or answers an error."""
     import httpx
 
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    body = {"model": config.model, "messages": build_messages(question, hits, password=password), "temperature": 0}
-    response = httpx.post(f"{config.base_url}/chat/completions", json=body, headers=headers, timeout=config.timeout)
+    if messages is None:
+        messages = build_messages(question, hits, password=password)
+    body = {"model": config.model, "messages": messages, "temperature": 0}
+    try:
+        response = httpx.post(f"{config.base_url}/chat/completions", json=body, headers=headers, timeout=config.timeout)
+    except httpx.HTTPError as exc:  # refused, unknown host, timed out
+        raise ChatError(f"the chat endpoint {config.base_url} cannot be reached ({exc})") from exc
     if response.status_code >= 400:
-        raise RuntimeError(
-            f"chat model at {config.base_url} answered HTTP {response.status_code}: {response.text[:300]}"
-        )
-    return str(response.json()["choices"][0]["message"]["content"])
+        raise ChatError(f"chat model at {config.base_url} answered HTTP {response.status_code}: {response.text[:300]}")
+    try:
+        return str(response.json()["choices"][0]["message"]["content"])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ChatError(f"chat model at {config.base_url} sent no answer in its reply: {response.text[:300]}") from exc

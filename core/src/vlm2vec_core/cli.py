@@ -720,7 +720,7 @@ def _clock(seconds: float) -> str:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from .chat import ChatConfig, ask
+    from .chat import ChatConfig, ChatError, ask
 
     hits = _hits(args, args.question)
     config = ChatConfig.from_env(args.chat_base_url, args.chat_model, args.chat_api_key)
@@ -734,14 +734,10 @@ def _ask(args: argparse.Namespace) -> int:
     if not hits:
         print("\nnothing retrieved to answer from")
         return 0
-    import httpx
-
     try:
         answer = ask(args.question, hits, config, password=args.password)
-    except httpx.HTTPError as exc:  # refused, unknown host, timed out
-        raise _Stop(f"the chat endpoint {config.base_url} cannot be reached ({exc}); the hits are above") from exc
-    except (RuntimeError, OSError) as exc:
-        raise _Stop(str(exc)) from exc
+    except ChatError as exc:  # refused, unknown host, timed out, or an error answered
+        raise _Stop(f"{exc}; the hits are above") from exc
     print(f"\n{answer}")
     return 0
 

@@ -426,10 +426,11 @@ def _info(service: SearchService, catalogue: _Catalogue, config: UIConfig) -> di
 
 def _ask(question: str, hits: list[Hit], config: UIConfig) -> tuple[str, list[dict[str, Any]]]:
     """The chat model's answer, and per hit the images it was sent (as data URLs, to show them)."""
-    from ..chat import ask, build_messages
+    from ..chat import ChatError, ask, build_messages
 
     sent: list[dict[str, Any]] = []
-    user = build_messages(question, hits)[-1]["content"]
+    messages = build_messages(question, hits)
+    user = messages[-1]["content"]
     for part in user[1:]:
         if part["type"] == "text":
             hit = hits[len(sent)]
@@ -437,8 +438,8 @@ def _ask(question: str, hits: list[Hit], config: UIConfig) -> tuple[str, list[di
         elif sent:
             sent[-1]["images"].append(part["image_url"]["url"])
     try:
-        answer = ask(question, hits, config.chat)
-    except (RuntimeError, OSError) as exc:  # the endpoint answered an error, or is not there
+        answer = ask(question, hits, config.chat, messages=messages)  # the images shown are the ones sent
+    except ChatError as exc:  # the endpoint answered an error, or is not there
         raise _Refused(502, str(exc)) from exc
     return answer, sent
 
