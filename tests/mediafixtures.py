@@ -263,10 +263,12 @@ def make_coded_video(
     options: dict[str, str] | None = None,
     pix_fmt: str = "yuv420p",
     textured: bool = False,
+    first_pts: int = 0,
 ) -> Path:
     """A video with the encoder ``options`` given (a GOP layout: ``{"g": "250"}``, B-frames: ``{"preset":
     "medium", "bf": "3"}``, an open GOP: ``{"x264-params": "open-gop=1"}``); container from the suffix.
-    ``textured`` puts seeded noise in the top-left quarter so that every frame costs bits to code."""
+    ``textured`` puts seeded noise in the top-left quarter so that every frame costs bits to code. A negative
+    ``first_pts`` makes the first frames come before time 0: an mp4 then gets an edit list that hides them."""
     import av
     import numpy as np
 
@@ -287,7 +289,7 @@ def make_coded_video(
             if textured:
                 pixels[: height // 2, : width // 2] = rng.integers(0, 256, (height // 2, width // 2, 3))
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = i
+            frame.pts = first_pts + i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return out

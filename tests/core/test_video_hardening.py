@@ -8,12 +8,14 @@ and decord's own decode of the whole file is byte-identical to the reference (8-
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +186,21 @@ def test_frames_no_one_references_are_not_decoded(layouts: dict[str, Path], monk
     counter = _DecodeCounter(monkeypatch)
     read_video_frames(layouts["bframes"], num_frames=2)  # frames 0 and 59
     assert counter.frames < 60
+
+
+def test_frames_an_edit_list_hides_are_not_frames(tmp_path: Path) -> None:
+    """An mp4 whose edit list starts 5 frames in: those 5 are decoded (references) but never shown."""
+    path = mediafixtures.make_coded_video(tmp_path / "edit.mp4", n_frames=30, options=_BFRAMES, first_pts=-5)
+    reference = _decode_all(path)
+    assert len(reference) == 25
+    errors: list[InputError] = []
+    clips = list(video_clips(path, clip_seconds=1.0, errors=errors))
+    assert errors == []  # not "truncated": the header's 30 frames include the 5 hidden ones
+    assert [(c.start, c.end) for c in clips] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+    assert clips[-1].frame_indices == (20, 21, 22, 23, 24)
+    for clip in clips:
+        for index, frame in zip(clip.frame_indices, clip.frames, strict=True):
+            assert np.array_equal(np.asarray(frame), reference[index])
 
 
 # --- forged and damaged files ----------------------------------------------------------------------------
@@ -376,3 +393,47 @@ def test_header_fuzzing_gives_clips_or_input_errors(tmp_path: Path) -> None:
         assert all(source == path for source, _, _ in outcome["errors"]), outcome
         assert isinstance(outcome["whole"], int) or outcome["whole"].startswith("InputError: "), outcome
     assert time.perf_counter() - began < 60
+
+
+class _MisSeeking:
+    """A container whose seeks land elsewhere than asked: at the start (no keyframe index), or a GOP late."""
+
+    def __init__(self, container: Any, shift: Callable[[int], int]) -> None:
+        self._container, self._shift = container, shift
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def __enter__(self) -> _MisSeeking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._container.close()
+
+    def seek(self, offset: int, **kwargs: Any) -> None:
+        self._container.seek(self._shift(offset), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("landing", "shift"),
+    [("lands early", lambda offset: 0), ("overshot", lambda offset: offset + 10 * 1024)],  # g=10, 1024 a frame
+)
+def test_seeks_that_land_elsewhere_still_give_the_right_frames(
+    layouts: dict[str, Path],
+    references: dict[str, list[np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    landing: str,
+    shift: Callable[[int], int],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="vlm2vec_core.video")
+    opened = video._av_open
+    monkeypatch.setattr(video, "_av_open", lambda source: _MisSeeking(opened(source), shift))
+    counter = _DecodeCounter(monkeypatch)
+    clips = list(video_clips(layouts["short_gop"], clip_seconds=0.3, stride_seconds=2.0))
+    assert [c.frame_indices for c in clips] == [(0, 1, 2), (20, 21, 22), (40, 41, 42)], landing
+    for clip in clips:
+        for index, frame in zip(clip.frame_indices, clip.frames, strict=True):
+            assert np.array_equal(np.asarray(frame), references["short_gop"][index]), (landing, index)
+    assert counter.seeks == 1  # the first seek shows that seeking does not work here; no second one is tried
+    assert landing in caplog.text

@@ -66,6 +66,7 @@ _IMAGE_FORMATS = ("image2", "_pipe")
 # Containers that store a timestamp per frame and index their keyframes: seek in them, match frames by time.
 _INDEXED_FORMATS = ("mov", "mp4", "matroska", "webm")
 _TIME_DECIMALS = 6  # container timestamps: round them to the microsecond
+_LEADING_FRAMES = 16  # open-GOP frames shown before their keyframe come out after it: at most this many
 
 
 def uniform_frame_indices(total: int, num_frames: int = 8) -> list[int]:
@@ -354,10 +355,15 @@ def _probe(source: Path) -> _Probe:
             if stream.codec_context is None:  # FFmpeg has no decoder for the codec its header names
                 raise InputError("no decoder for its video codec (unknown or damaged codec id)", source=source)
             rows = []  # (pts, dts, duration, keyframe, corrupt) per packet, in file order
+            hidden = 0
             for packet in container.demux(stream):
                 if packet.size:
-                    rows.append((packet.pts, packet.dts, packet.duration or 0, packet.is_keyframe, packet.is_corrupt))
-            declared = max(int(stream.frames or 0), 0)
+                    row = (packet.pts, packet.dts, packet.duration or 0, packet.is_keyframe, packet.is_corrupt)
+                    if packet.is_discard:  # decoded but never shown (cut by an MP4 edit list): not a frame
+                        hidden += 1
+                    else:
+                        rows.append(row)
+            declared = max(int(stream.frames or 0) - hidden, 0)
             fps = _rate(stream)
             time_base = stream.time_base
             index = stream.index
@@ -483,7 +489,8 @@ class _Reader:
         self._frames: Iterator[tuple[int, Any]] | None = None
         self._last = -1  # index of the last frame out of the decoder since the last seek (-1: none)
         self._floor = 0  # frames before this one are not trusted since the last seek (open-GOP leading frames)
-        self._fresh = False  # nothing came out since the last seek
+        self._fresh = False  # no frame at or after the floor came out since the last seek
+        self._landing = False  # no frame at all came out since the last seek
         self._seekable = self.by_time and bool(probe.keyframes)
         self._problem = ""  # the last decoder error, for the message when a frame is missing
         self.truncation: InputError | None = None
@@ -554,6 +561,13 @@ class _Reader:
         self._position_for(target)
         assert self._frames is not None
         for index, frame in self._frames:
+            if self._landing and index >= 0:
+                self._landing = False
+                if index < self._floor - _LEADING_FRAMES and self._seekable:
+                    # The seek landed well before the keyframe asked for (a container without a keyframe index):
+                    # seeking gains nothing here, so decode forward from now on rather than seek again and again.
+                    logger.debug("%s: seeking lands early (frame %d for %d); decoding on", self.source, index, target)
+                    self._seekable = False
             if index < self._floor or index >= self.count:
                 continue
             first, self._fresh = self._fresh, False
@@ -605,8 +619,13 @@ class _Reader:
 
     def _restart(self) -> None:
         """Decode from the start of the file again."""
+        import av
+
         self.close()
-        self._container = _av_open(self.source)
+        try:
+            self._container = _av_open(self.source)
+        except av.FFmpegError as exc:  # gone or changed since it was probed
+            raise _Missing(f"cannot read the file again ({exc.strerror or exc})") from exc
         self._start_decoding(floor=0)
 
     def _seek(self, key: int) -> None:
@@ -616,7 +635,7 @@ class _Reader:
         import av
 
         if self._container is None:
-            self._container = _av_open(self.source)
+            self._restart()
         stream = self._container.streams[self.probe.stream_index]
         try:
             self._container.seek(self.probe.seek_points[key], stream=stream, backward=True, any_frame=False)
@@ -629,7 +648,7 @@ class _Reader:
 
     def _start_decoding(self, floor: int) -> None:
         self._frames = self._decoded()
-        self._last, self._floor, self._fresh = floor - 1, floor, True
+        self._last, self._floor, self._fresh, self._landing = floor - 1, floor, True, True
 
     def _decoded(self) -> Iterator[tuple[int, Any]]:
         """(index, frame) for every frame the decoder gives from the current position; decoder errors on a
