@@ -15,7 +15,7 @@ PACKAGES := $(dir $(wildcard packages/*/pyproject.toml))
 $(VENV)/.installed: core/pyproject.toml $(wildcard packages/*/pyproject.toml) requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e "core[local,server,chroma,eval,ray,mcp]" $(foreach p,$(PACKAGES),-e $(p)) -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e "core[local,server,chroma,eval,ui,ray,mcp]" $(foreach p,$(PACKAGES),-e $(p)) -r requirements-dev.txt
 	touch $@
 
 # The main job: index the sample PDF and video (examples/data), then search them.

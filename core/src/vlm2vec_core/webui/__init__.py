@@ -33,7 +33,7 @@ def serve_ui(
     try:
         import uvicorn
     except ImportError as exc:
-        raise require_extra("server", "uvicorn") from exc
+        raise require_extra("ui", "uvicorn") from exc
     app = create_app(service, config, host=host)
     settings = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5

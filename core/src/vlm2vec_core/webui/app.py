@@ -146,7 +146,7 @@ def create_app(service: SearchService, config: UIConfig | None = None, *, host: 
         from fastapi.responses import FileResponse, JSONResponse, Response
         from starlette.middleware.trustedhost import TrustedHostMiddleware
     except ImportError as exc:
-        raise require_extra("server", "fastapi") from exc
+        raise require_extra("ui", "fastapi") from exc
 
     config = config or UIConfig()
     catalogue = _Catalogue(service.store)
