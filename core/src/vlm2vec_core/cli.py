@@ -16,6 +16,7 @@ from .families.rerankers import DEFAULT_RERANKER, RERANKERS
 from .loading import DEFAULT_MODEL
 from .remote import RemoteError
 from .store import IndexMismatch
+from .types import clock
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -706,17 +707,12 @@ def _table(hits: list[Any]) -> str:
         if hit.kind == "page":
             where = f"page {meta.get('page')}/{meta.get('page_count')}"
         elif hit.kind == "clip":
-            where = f"{_clock(meta.get('start_seconds', 0))}-{_clock(meta.get('end_seconds', 0))}"
+            where = f"{clock(meta.get('start_seconds', 0))}-{clock(meta.get('end_seconds', 0))}"
         else:
             where = "-"
         second = f"{hit.rerank_score:6.3f}  " if reranked else ""
         lines.append(f"{n:>2}  {hit.score:6.3f}  {second}{hit.kind:<5}  {where:<16}  {meta.get('source', hit.id)}")
     return "\n".join(lines)
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(float(seconds), 60)
-    return f"{int(minutes)}:{secs:04.1f}"
 
 
 def _ask(args: argparse.Namespace) -> int:

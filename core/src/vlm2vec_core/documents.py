@@ -24,7 +24,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from .errors import InputError, report
-from .types import Input, Page, VideoClip
+from .types import Input, Page, VideoClip, clock
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ class Item:
         if self.kind == "page":
             return f"{self.source.name} p.{self.page}"
         if self.kind == "clip":
-            return f"{self.source.name} {_clock(self.start or 0.0)}-{_clock(self.end or 0.0)}"
+            return f"{self.source.name} {clock(self.start or 0.0)}-{clock(self.end or 0.0)}"
         return self.source.name
 
     def to_input(self) -> Input:
@@ -430,11 +430,6 @@ class Item:
             "thumbnail_height": self.thumbnail_size[1] if self.thumbnail_size else None,
         }
         return {k: v for k, v in data.items() if v is not None}
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}:{secs:04.1f}" if secs % 1 else f"{int(minutes)}:{int(secs):02d}"
 
 
 def iter_items(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from .errors import InputError, MissingDependencyError, require_extra
+from .types import clock
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -158,17 +159,12 @@ def hit_picture(hit: "Hit") -> tuple[bytes | None, str | None]:
     return jpeg_bytes(thumb, PAGE_SIDE), f"the indexed thumbnail only: {why}"
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(float(seconds), 60)
-    return f"{int(minutes)}:{secs:04.1f}"
-
-
 def _where(meta: dict[str, Any]) -> str:
     if meta.get("kind") == "page":
         return f"page {meta.get('page')} of {meta.get('page_count')}"
     if meta.get("kind") == "clip":
         start, end = float(meta.get("start_seconds", 0)), float(meta.get("end_seconds", 0))
-        return f"{_clock(start)}-{_clock(end)} ({start:g}-{end:g} s)"
+        return f"{clock(start)}-{clock(end)} ({start:g}-{end:g} s)"
     return "image"
 
 

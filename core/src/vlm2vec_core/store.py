@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import require_extra
+from .types import clock
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +265,8 @@ def caption(metadata: Mapping[str, Any], *, default: str = "") -> str:
     if kind == "clip" and metadata.get("start_seconds") is not None:
         start = float(metadata["start_seconds"])
         end = float(metadata.get("end_seconds", start))
-        return f"{name} {_clock(start)}-{_clock(end)}"
+        return f"{name} {clock(start)}-{clock(end)}"
     return str(name)
-
-
-def _clock(seconds: float) -> str:
-    """``0:10``, ``1:02.5``: the time format of ``Item.label`` and the CLI."""
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}:{secs:04.1f}" if secs % 1 else f"{int(minutes)}:{int(secs):02d}"
 
 
 def _where(kinds: Iterable[str] | None, sources: Sequence[str] | None) -> dict[str, Any] | None:

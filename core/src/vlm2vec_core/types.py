@@ -90,3 +90,9 @@ def _is_pil_image(obj: object) -> bool:
     except ImportError:  # pragma: no cover - pillow is a dependency
         return False
     return isinstance(obj, Image.Image)
+
+
+def clock(seconds: float) -> str:
+    """A time in a video as every part of the suite writes it: ``0:10``, ``1:02.5``, ``61:00``."""
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}" if secs % 1 else f"{int(minutes)}:{int(secs):02d}"
