@@ -74,11 +74,7 @@ def build_tool(args: argparse.Namespace) -> VLM2VecSearchTool:
     documents = [doc for loader in loaders for doc in loader.lazy_load()]
     for err in (err for loader in loaders for err in loader.errors):
         print(f"skipped: {err}", file=sys.stderr)
-    ids = [d.id for d in documents if d.id]
-    known = set(store.get(ids=ids, include=[])["ids"]) if ids else set()
-    new = [d for d in documents if d.id not in known]
-    if new:
-        add_media_documents(store, new)
+    new = add_media_documents(store, documents)  # what the store holds already is not embedded again
     print(f"{len(documents)} pages and clips indexed ({len(new)} new) in {args.db}")
     retriever = VLM2VecRetriever(vectorstore=store, k=args.k)
     # Tool messages carry text only (OpenAI's chat API refuses images there); the images travel in the artifact
