@@ -131,18 +131,30 @@ def test_a_time_limit_counts_work_not_waiting_for_the_caller(tmp_path: Path) -> 
         assert values == [0, 1, 2]
 
 
-def test_values_stream_in_order_with_at_most_depth_computed_ahead(tmp_path: Path) -> None:
+def test_values_stream_in_order_with_a_bounded_number_computed_ahead(tmp_path: Path) -> None:
     tally = tmp_path / "tally"
-    with WorkerPool(1, max_inflight=8) as pool:
-        job = pool.submit(counts_up, 30, str(tally), source="stream", depth=3)
+    with WorkerPool(1, max_inflight=3) as pool:
+        job = pool.submit(counts_up, 30, str(tally), source="stream", depth=2)
         taken = []
         for value in job:
             time.sleep(0.02)  # let the worker run ahead as far as it may
             produced = int(tally.read_text())
-            assert produced - value - 1 <= 3, f"{produced} produced when value {value} was taken"
+            assert produced - value - 1 <= 3 + 2, f"{produced} produced when value {value} was taken"
             taken.append(value)
         assert taken == list(range(30))
-        assert pool.peak_inflight <= 3
+        assert pool.peak_inflight <= 3 + 2
+
+
+def test_a_later_job_runs_ahead_while_the_caller_takes_the_earliest(tmp_path: Path) -> None:
+    with WorkerPool(2, max_inflight=6) as pool:
+        first = pool.submit(counts_up, 5, str(tmp_path / "first"), source="first", depth=1)
+        second = pool.submit(counts_up, 5, str(tmp_path / "second"), source="second", depth=1)
+        values = []
+        for value in first:
+            time.sleep(0.1)
+            values.append(value)
+        assert int((tmp_path / "second").read_text()) == 5  # computed meanwhile, in the other worker
+        assert values + list(second) == [0, 1, 2, 3, 4] * 2
 
 
 def test_errors_of_the_function_come_back_as_they_are() -> None:

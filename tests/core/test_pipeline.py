@@ -238,8 +238,8 @@ def test_workers_run_ahead_of_a_slow_encoder_by_a_bounded_number_of_items(tmp_pa
     store = ChromaStore.open(db=tmp_path / "db")
     report = index_paths([pdf], encoder, store, cache_dir=cache, dpi=36, chunk_size=16, workers=2)
     assert report.items == {"page": pages}
-    chunk, workers, unit, inflight = 16, 2, 4, 2 * 2 + 2
-    bound = chunk + (inflight + workers) * unit  # the chunk being cut, what may be in flight, what is computing
+    chunk, unit, inflight, depth = 16, 4, 2 * 2 + 2, 2  # items per chunk, per message; messages: pool, job
+    bound = chunk + (inflight + depth) * unit  # the chunk being cut, and what the workers may have computed
     for n, count in enumerate(rendered):
         assert count - n * chunk <= bound, f"{count} pages read when chunk {n} was embedded ({rendered})"
     assert bound < pages  # so the workers did wait for the encoder

@@ -7,9 +7,9 @@ transformers. A job that kills its worker (SIGABRT from decord's ``std::bad_allo
 time limit ends as an :class:`InputError` naming its source ("the decoder crashed (SIGABRT)", "took longer than
 120 s; skipped"); the worker is replaced and the other jobs go on.
 
-A job's function may return a value or be a generator: its values stream back in order, with at most ``depth``
-of them computed ahead of what the caller has taken, and at most ``max_inflight`` over the whole pool, so memory
-stays bounded however slow the caller is. Jobs are started in the order they were submitted, and the earliest
+A job's function may return a value or be a generator: its values stream back in order, at most ``depth`` of
+them in computation at once, and at most ``max_inflight`` (plus the earliest job's ``depth``) computed and not
+yet taken over the whole pool, so memory stays bounded however slow the caller is. Jobs are started in the order they were submitted, and the earliest
 job is served first, so a caller that takes the jobs' values in submission order never waits on a later job.
 
 ``run_isolated(fn, *args, timeout=..., source=...)`` is the one-call form (a server decoding an upload).
@@ -327,7 +327,7 @@ class WorkerPool:
         self._next_id = 0
         self._started = 0
         self._closed = False
-        self.peak_inflight = 0  # the most values computed or in computation, not yet taken (for tests)
+        self.peak_inflight = 0  # the most values in computation or computed and not taken, at any time
         self._workers: list[_Worker] = []
         self._wakeup_r, self._wakeup_w = self._ctx.Pipe(duplex=False)
         self._supervisor = threading.Thread(target=self._supervise, name=f"{name}-supervisor", daemon=True)
@@ -362,7 +362,7 @@ class WorkerPool:
     ) -> Job:
         """Queue ``fn(*args)`` (module-level, picklable, as are its arguments and values). ``source`` names what
         it decodes in errors; ``timeout`` bounds the seconds its worker may work on it (time spent waiting for
-        the caller to take values does not count); ``depth``: values it may compute ahead of the caller."""
+        the caller to take values does not count); ``depth``: values it may compute at once."""
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         with self._lock:
@@ -380,21 +380,29 @@ class WorkerPool:
         return sum(j.outstanding + len(j.buffer) for j in self._jobs)
 
     def _schedule(self) -> None:
+        """Start queued jobs and grant credits, earliest job first. A job computes at most ``depth`` values at
+        once; values computed and not yet taken, over all jobs, stay under ``max_inflight``, except that the
+        earliest unfinished job may always compute (the caller may be waiting for it, while later jobs hold
+        the rest): at most ``max_inflight + depth`` values exist at any time."""
         inflight = self._inflight()
         idle = [w for w in self._workers if w.job is None]
+        earliest = True
         for job in self._jobs:
+            if job.state not in ("queued", "running"):
+                continue
+            limit = self.max_inflight + (job.depth if earliest else 0)
+            earliest = False
             if job.state == "queued":
-                if not idle or inflight >= self.max_inflight:
+                if not idle or inflight >= limit:
                     break  # jobs start in order
                 worker = idle.pop(0)
-                grant = min(job.depth, self.max_inflight - inflight)
+                grant = min(job.depth, limit - inflight)
                 if not self._send(worker, ("job", job.id, job.fn, job.args, grant)):
                     continue
                 worker.job, job.worker, job.state, job.outstanding = job, worker, "running", grant
                 inflight += grant
-            elif job.state == "running" and job.worker is not None:
-                want = job.depth - job.outstanding - len(job.buffer)
-                grant = min(want, self.max_inflight - inflight)
+            elif job.worker is not None:
+                grant = min(job.depth - job.outstanding, limit - inflight)
                 if grant > 0 and self._send(job.worker, ("credit", job.id, grant)):
                     job.outstanding += grant
                     inflight += grant
