@@ -292,10 +292,13 @@ def corrupt_tail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_mid_file_decode_failure_names_the_time(corrupt_tail: Path) -> None:
     gen = video_clips(corrupt_tail, clip_seconds=1.0)
     assert next(gen).index == 0
-    expected = r"corrupt\.mp4, \d+\.\d\d-\d+\.\d\d s: frames failed to decode: frame \d+ did not decode"
+    expected = r"corrupt\.mp4, \d+\.\d\d-\d+\.\d\d s: frames failed to decode: frame \d+ \(\d+\.\d\d s\) did not"
     with pytest.raises(InputError, match=expected) as info:
         list(gen)
     assert re.fullmatch(r"\d+\.00-\d+\.00 s", info.value.location or "")
+    with pytest.raises(InputError, match=r"frames failed to decode") as info:
+        read_video_frames(corrupt_tail)  # the whole video's sample: the time of the first frame missing
+    assert re.fullmatch(r"[5-9]\.\d0 s", info.value.location or ""), info.value
 
 
 def test_mid_file_decode_failure_is_collected_once(corrupt_tail: Path) -> None:

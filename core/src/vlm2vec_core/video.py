@@ -464,7 +464,11 @@ def _usable(stamps: np.ndarray, count: int) -> bool:
 
 
 class _Missing(Exception):
-    """A wanted frame did not come out of the decoder."""
+    """A wanted frame did not come out of the decoder (``seconds``: where it is shown, when known)."""
+
+    def __init__(self, reason: str, seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
 
 
 class _Reader:
@@ -493,6 +497,7 @@ class _Reader:
         self._landing = False  # no frame at all came out since the last seek
         self._seekable = self.by_time and bool(probe.keyframes)
         self._problem = ""  # the last decoder error, for the message when a frame is missing
+        self._converter: Any = None
         self.truncation: InputError | None = None
         if probe.declared > probe.count:
             stop = float(self.stamps_end())
@@ -530,6 +535,22 @@ class _Reader:
         if stamps is not None and _usable(stamps, self.count):
             return float(max(stamps[-1, 1], stamps[-1, 0]))
         return self.count / self.fps if math.isfinite(self.fps) and self.fps > 0 else 0.0
+
+    def _rgb(self, frame: Any) -> np.ndarray:
+        """The frame as RGB (FFmpeg's rgb24 conversion, one converter kept for the file: same pixels as
+        ``frame.to_ndarray(format="rgb24")``, without setting up a new converter for every frame)."""
+        if self._converter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._converter = VideoReformatter()
+        return self._converter.reformat(frame, format="rgb24").to_ndarray()
+
+    def frame_time(self, index: int) -> float:
+        """When frame ``index`` is shown, in seconds (for messages)."""
+        stamps = self.stamps()
+        if stamps is not None and _usable(stamps, self.count):
+            return float(stamps[index, 0])
+        return index / self.fps if math.isfinite(self.fps) and self.fps > 0 else 0.0
 
     def plan(self, indices: Iterator[int] | Sequence[int]) -> None:
         for i in indices:
@@ -573,7 +594,7 @@ class _Reader:
             first, self._fresh = self._fresh, False
             self._last = max(self._last, index)
             if index == target:
-                return frame.to_ndarray(format="rgb24")
+                return self._rgb(frame)
             if index > target:
                 if first and self._seekable and self._floor > 0:  # the seek landed after the keyframe asked for
                     logger.debug("%s: seeking overshot frame %d; decoding from the start", self.source, target)
@@ -581,12 +602,13 @@ class _Reader:
                     self._restart()
                     return self._fetch(target)
                 if self._users.get(index):  # the next one wanted, perhaps: keep it rather than seek back
-                    self._kept[index] = frame.to_ndarray(format="rgb24")
+                    self._kept[index] = self._rgb(frame)
                 break
             if self._users.get(index) and index not in self._kept:
-                self._kept[index] = frame.to_ndarray(format="rgb24")
-        reason = f"frame {target} did not decode"
-        raise _Missing(f"{reason} ({self._problem})" if self._problem else reason)
+                self._kept[index] = self._rgb(frame)
+        seconds = self.frame_time(target)
+        reason = f"frame {target} ({seconds:.2f} s) did not decode"
+        raise _Missing(f"{reason} ({self._problem})" if self._problem else reason, seconds)
 
     def _position_for(self, target: int) -> None:
         """Seek, restart or go on so that decoding forward reaches ``target``."""
@@ -698,5 +720,7 @@ def _decode(reader: _Reader, source: Path, indices: list[int], location: str | N
     try:
         arrays = reader.frames(indices)
     except _Missing as exc:
+        if location is None and exc.seconds is not None:
+            location = f"{exc.seconds:.2f} s"
         raise InputError(f"frames failed to decode: {exc}", source=source, location=location) from exc
     return [Image.fromarray(array) for array in arrays]
