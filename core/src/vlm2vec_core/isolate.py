@@ -9,8 +9,9 @@ time limit ends as an :class:`InputError` naming its source ("the decoder crashe
 
 A job's function may return a value or be a generator: its values stream back in order, at most ``depth`` of
 them in computation at once, and at most ``max_inflight`` (plus the earliest job's ``depth``) computed and not
-yet taken over the whole pool, so memory stays bounded however slow the caller is. Jobs are started in the order they were submitted, and the earliest
-job is served first, so a caller that takes the jobs' values in submission order never waits on a later job.
+yet taken over the whole pool, so memory stays bounded however slow the caller is. Jobs are started in the
+order they were submitted, and the earliest job is served first, so a caller that takes the jobs' values in
+submission order never waits on a later job.
 
 ``run_isolated(fn, *args, timeout=..., source=...)`` is the one-call form (a server decoding an upload).
 Workers are stopped when the pool closes, on Ctrl-C in the parent, and at interpreter exit; a worker whose
