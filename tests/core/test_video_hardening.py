@@ -43,6 +43,12 @@ LAYOUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bframes_avi": ("bf.avi", {"n_frames": 60, "options": _BFRAMES}),
     "mpeg4_avi": ("m4.avi", {"n_frames": 40, "codec": "mpeg4", "options": {"g": "12", "bf": "2"}}),
     "yuv444": ("444.mp4", {"n_frames": 30, "size": (162, 98), "pix_fmt": "yuv444p", "options": _X264}),
+    "yuv422": ("422.mp4", {"n_frames": 20, "pix_fmt": "yuv422p", "options": _X264}),
+    "bt709_full_range": (
+        "709.mp4",
+        {"n_frames": 20, "pix_fmt": "yuvj420p", "options": {**_X264, "x264-params": "colormatrix=bt709:fullrange=on"}},
+    ),
+    "mjpeg_avi": ("mjpeg.avi", {"n_frames": 20, "codec": "mjpeg", "pix_fmt": "yuvj420p"}),
 }
 # (clip_seconds, stride_seconds, num_frames): plain, overlapping, long, and clips shorter than a frame
 CLIPS = [(1.0, None, 8), (0.7, 0.3, 3), (2.5, None, 8), (0.05, 0.25, 8)]

@@ -10,23 +10,28 @@ How frames are found and decoded (PyAV only; decord is no longer used):
   PyAV never allocates from it.
 * Frame ``i`` is the ``i``-th frame in presentation order, as decord numbered them, so the frames each sampler
   picks are the ones it picked before. Frame times come from the container's per-frame timestamps in MP4/MOV and
-  Matroska/WebM, and from the frame rate elsewhere (AVI, MPEG program/transport streams, raw streams), as
-  decord's timestamps gave them.
+  Matroska/WebM; elsewhere (AVI, MPEG program/transport streams) from the packets only when no frame is reordered
+  (FFmpeg derives those times from the decoding order), else from the frame rate, as decord's timestamps gave them.
 * Decoding reads only what the wanted frames need: in MP4/MOV and Matroska/WebM (which index their keyframes) it
   seeks to the keyframe at or before a wanted frame and decodes forward to it, frames being matched by their
-  timestamps; when the next wanted frame lies in the same group of pictures it just decodes on. Only the wanted
-  frames are converted to RGB (the conversion costs more than decoding). Other containers are decoded forward from
-  the start, frames matched by their order. Each frame wanted by several overlapping clips is decoded once.
+  timestamps; when the next wanted frame lies in the same group of pictures it just decodes on. Frames that no
+  other frame references and no clip wants (most B-frames) are dropped by the decoder (``skip_frame=NONREF``),
+  which leaves every other frame unchanged. Only the wanted frames are converted to RGB, with one converter per
+  file (the conversion costs more than decoding). Other containers are decoded forward from the start, frames
+  matched by their order. Each frame wanted by several overlapping clips is decoded once. A seek that lands far
+  before or after its keyframe (a container without a usable index) stops seeking for that file.
+* Frames an MP4 edit list hides (decoded as references, never shown) are not frames, as in a plain decode.
 * The RGB pixels are FFmpeg's ``rgb24`` conversion of the decoded frame, the same that decord returned: equal
   byte for byte for 8-bit video (tests/core/test_video_hardening.py compares both on a matrix of GOP layouts,
-  B-frames, open GOPs, variable frame rates, MP4/MKV/WebM/AVI, 4:2:0/4:2:2/4:4:4, full range and BT.709 tags).
+  B-frames, open GOPs, variable frame rates, MP4/MKV/WebM/AVI, MJPEG, 4:2:0/4:2:2/4:4:4, full-range BT.709).
   For 10-bit video the two FFmpeg builds round the colour conversion differently (about a third of the bytes
-  differ, both equally close to the source); decord cannot be matched there and is not kept for it.
+  differ, both equally close to the source); decord cannot be matched there and is not kept for it. decord's
+  random access in AVI and MPEG-PS files returned wrong frames (other than a plain decode gives); these are right.
 
 Why PyAV entirely: it is already needed to probe files, it decodes and seeks per packet under our control (so
-every loop is bounded by the packets really present), its errors are Python exceptions rather than aborts, and
-it is 3 to 4 times faster than decord's ``get_batch`` here. Decoding native code in-process can still crash on a
-hostile file: callers that index untrusted folders run loaders in worker processes with a per-file time limit.
+every loop is bounded by the packets really present), and its errors are Python exceptions rather than aborts.
+Native decoding in-process can still crash on a hostile file: callers that index untrusted folders run loaders
+in worker processes with a per-file time limit. ``bench/loaders.py`` prints the ratios to decoding every frame.
 """
 
 from __future__ import annotations
