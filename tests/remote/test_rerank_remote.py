@@ -16,6 +16,7 @@ from servehelp import API_KEYS, Server
 from procs import free_port
 from vlm2vec_core import Input
 from vlm2vec_core.errors import InputError
+from vlm2vec_core.remote import RemoteError
 from vlm2vec_core.rerank import RemoteReranker, Reranker
 
 TOL = 2e-5
@@ -59,6 +60,18 @@ def test_remote_scores_equal_local(rerank_server: Server, tiny_reranker: Reranke
     assert [i for i, _ in got] == [i for i, _ in want]
     assert np.allclose([s for _, s in got], [s for _, s in want], atol=TOL)
     assert remote.family.name == "qwen3-vl-reranker"
+
+
+def test_a_fleet_of_rerankers_skips_one_that_is_down(rerank_server: Server, tiny_reranker: Reranker):
+    dead = f"http://127.0.0.1:{free_port()}"
+    fleet = RemoteReranker([dead, rerank_server.url + "/v1"], api_key=API_KEYS[0])
+    docs = ["a red ball", _picture(300, 200, 5)]
+    for _ in range(3):
+        np.testing.assert_allclose(fleet.score("a ball", docs), tiny_reranker.score("a ball", docs), atol=TOL)
+    assert fleet.wire_format() == "raw"  # our server lists raw pixels: nothing to compress
+    assert not fleet.endpoints[0].up and fleet.endpoints[1].answered == 3
+    with pytest.raises(RemoteError, match="connection refused"):
+        RemoteReranker([dead]).family  # noqa: B018
 
 
 def test_the_vllm_shaped_body_on_both_paths(rerank_server: Server, tiny_reranker: Reranker):

@@ -24,6 +24,7 @@ from typing import Any
 from .errors import InputError, require_extra
 from .prepare import Prepared
 from .wire import (
+    MEDIA_FORMATS,
     ItemSpec,
     RequestError,
     decode_image,
@@ -47,6 +48,7 @@ class ServerConfig:
     max_frames: int = 64
     max_inputs: int = 2048
     decode_threads: int = 4
+    video_timeout: float = 60.0  # seconds an uploaded video file may take to decode (in a worker process)
 
 
 class Overloaded(Exception):
@@ -190,6 +192,7 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
                     "family": state["family"].name,
                     "truncate_dim": int(getattr(encoder, "truncate_dim", None) or 0),
                     "licence": state["family"].licence,
+                    "media_formats": list(MEDIA_FORMATS),
                 }
             )
         if reranker is not None:
@@ -202,6 +205,7 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
                     "kind": "rerank",
                     "family": reranker.family.name,
                     "licence": reranker.family.licence,
+                    "media_formats": list(MEDIA_FORMATS),
                 }
             )
         return {"object": "list", "data": data}
@@ -332,7 +336,7 @@ def _rerank_input(spec: ItemSpec, reranker: Any, config: ServerConfig) -> Any:
         )
         try:
             video = (
-                _video_file(got, spec.video.where, limits, reranker.family.media).frames
+                _video_file(got, spec.video.where, limits, reranker.family.media, config.video_timeout).frames
                 if isinstance(got, bytes)
                 else got
             )
@@ -386,7 +390,7 @@ def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig
         )
         try:
             video = (
-                _video_file(got, spec.video.where, limits, profile)
+                _video_file(got, spec.video.where, limits, profile, config.video_timeout)
                 if isinstance(got, bytes)
                 else (video_prep(got, limits, profile))
             )
@@ -409,16 +413,34 @@ def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig
     return prepared
 
 
-def _video_file(data: bytes, where: str, limits: Any, profile: Any) -> Any:
-    from .prepare import video_prep
+def _video_file(data: bytes, where: str, limits: Any, profile: Any, timeout: float) -> Any:
+    """An uploaded video file's frames, picked and fitted. Decoded in a worker process (``isolate``): a forged
+    file that aborts the native decoder or hangs it costs its request (an InputError, so a 422), not the server."""
+    from .isolate import run_isolated
 
     fd, name = tempfile.mkstemp(prefix="vlm2vec-upload-", suffix=".video")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        return video_prep(name, limits, profile)
+        return run_isolated(_decode_video, name, limits, profile, timeout=timeout, source=where)
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def _decode_video(path: str, limits: Any, profile: Any) -> Any:
+    """Runs in the worker process: the file's frames as the family picks and fits them."""
+    from .prepare import video_prep
+
+    return video_prep(path, limits, profile)
+
+
+def prefer_sleeping_threads() -> None:
+    """Call first thing in a serving process, before torch is imported: OpenMP's idle worker threads then sleep
+    (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning between the model's operations, which otherwise takes the
+    cores from the threads decoding requests (and, on one machine, from the clients): measured on 2 cores,
+    remote over loopback took 5.1x as long as local with spinning threads, 1.3x without (``bench/remote.py``).
+    A value already set is kept."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def api_keys_from(env: str | None = None, key_file: str | Path | None = None) -> tuple[str, ...]:

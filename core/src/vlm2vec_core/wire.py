@@ -19,6 +19,11 @@ Extensions (ignored by vLLM): ``task`` + ``role`` or ``instruction`` make the se
 preset instead (``build_prompt``), and ``encoding_format`` may be ``float`` or ``base64`` (little-endian float32).
 ``dimensions`` (OpenAI's and vLLM's name) asks a Matryoshka family for shorter vectors.
 Only ``data:`` URLs are accepted: the server never fetches a URL nor reads a local file.
+
+Our server also takes raw RGB pixels, lossless and with nothing to compress or decompress, which it lists as
+``"raw"`` in ``media_formats`` of ``/v1/models``: ``data:image/x-raw-rgb;size=WxH;base64,<W*H*3 bytes, rows top
+to bottom>`` wherever an image data URL goes, and a video as a list of such URLs (its frames). The client sends
+them only to servers that list them; vLLM gets PNG (or JPEG) data URLs.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
     from .prepare import Prepared
 
 FRAME_MIME = {"png": "video/png", "jpeg": "video/jpeg"}
+MEDIA_FORMATS = ("png", "jpeg", "raw")  # what our server takes (and lists in /v1/models)
+RAW_PREFIX = "data:image/x-raw-rgb;"
 
 
 class RequestError(ValueError):
@@ -56,13 +63,26 @@ class RequestError(ValueError):
 
 
 def image_data_url(image: Image.Image, fmt: str = "png") -> str:
-    """Lossless PNG by default: the server then sees the very pixels the client fitted."""
+    """Lossless PNG by default (the fastest level: the server then sees the very pixels the client fitted);
+    ``raw``: the RGB bytes themselves (our server only; an image that is not RGB goes as PNG)."""
+    if fmt == "raw":
+        if image.mode == "RGB":
+            payload = base64.b64encode(image.tobytes()).decode("ascii")
+            return f"{RAW_PREFIX}size={image.width}x{image.height};base64,{payload}"
+        fmt = "png"
     buf = io.BytesIO()
     if fmt == "jpeg":
         image.save(buf, format="JPEG", quality=95)
     else:
         image.save(buf, format="PNG", compress_level=1)
     return f"data:image/{fmt};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def video_url(frames: list[Image.Image], fmt: str = "png") -> str | list[str]:
+    """A video's frames for a ``video_url`` part: vLLM's one-URL form, or for ``raw`` a list of raw images."""
+    if fmt == "raw":
+        return [image_data_url(frame, "raw") for frame in frames]
+    return frames_data_url(frames, fmt)
 
 
 def frames_data_url(frames: list[Image.Image], fmt: str = "png") -> str:
@@ -95,7 +115,7 @@ def content_parts(
         else:
             if frames is None:
                 raise ValueError("prompt has a video pad but the input has no video")
-            parts.append({"type": "video_url", "video_url": {"url": frames_data_url(frames, fmt)}})
+            parts.append({"type": "video_url", "video_url": {"url": video_url(frames, fmt)}})
         rest = rest[at + len(pad) :]
     return parts
 
@@ -104,7 +124,7 @@ def chat_messages(item: Prepared, fmt: str = "png") -> list[dict[str, Any]]:
     """A chat-prompt family's item as messages: its system turn, then the user turn (videos, images, text)."""
     parts: list[dict[str, Any]] = []
     if item.frames is not None:
-        parts.append({"type": "video_url", "video_url": {"url": frames_data_url(item.frames, fmt)}})
+        parts.append({"type": "video_url", "video_url": {"url": video_url(item.frames, fmt)}})
     if item.image is not None:
         parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
     if item.text is not None:
@@ -274,10 +294,49 @@ def _parse_messages(messages: Any, instruction: Instruction | None) -> ItemSpec:
 
 
 def decode_image(part: MediaPart, *, max_decode_pixels: int) -> Image.Image:
+    return decode_image_url(part.url, part.where, max_decode_pixels=max_decode_pixels)
+
+
+def decode_image_url(url: Any, where: str, *, max_decode_pixels: int) -> Image.Image:
+    """An image data URL (PNG, JPEG, ... or raw RGB) as an RGB image, or RequestError naming ``where``."""
     from .media import load_image
 
-    data = _data_bytes(part.url, part.where, prefix="data:image/")
-    return load_image(data, name=part.where, max_decode_pixels=max_decode_pixels)
+    if isinstance(url, str) and url.startswith(RAW_PREFIX):
+        return _raw_image(url, where, max_decode_pixels)
+    data = _data_bytes(url, where, prefix="data:image/")
+    return load_image(data, name=where, max_decode_pixels=max_decode_pixels)
+
+
+def _raw_image(url: str, where: str, max_decode_pixels: int) -> Image.Image:
+    """``data:image/x-raw-rgb;size=WxH;base64,...``: the size is checked against the limit and the payload's
+    length before anything is decoded."""
+    head, _, payload = url.partition(",")
+    params = head[len(RAW_PREFIX) :].split(";")
+    size = params[0].removeprefix("size=") if params[0].startswith("size=") else ""
+    w, _, h = size.partition("x")
+    if (
+        params[1:] != ["base64"]
+        or not (w.isdigit() and h.isdigit() and len(w) + len(h) < 16)
+        or min(int(w), int(h)) < 1
+    ):
+        raise RequestError(422, f"{where}: a raw image URL is data:image/x-raw-rgb;size=WxH;base64,<RGB bytes>")
+    width, height = int(w), int(h)
+    if width * height > max_decode_pixels:
+        raise RequestError(
+            422,
+            f"{where}: image is {width}x{height} = {width * height:,} pixels, over the limit of {max_decode_pixels:,}",
+        )
+    if len(payload) != 4 * width * height:  # W*H*3 bytes are exactly 4*W*H base64 characters
+        raise RequestError(
+            422,
+            f"{where}: a {width}x{height} raw RGB image is {width * height * 3:,} bytes, the URL holds "
+            f"about {len(payload) * 3 // 4:,}",
+        )
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError as exc:
+        raise RequestError(422, f"{where}: bad base64 in a raw image ({exc})") from exc
+    return Image.frombytes("RGB", (width, height), data)
 
 
 def decode_video_frames(
@@ -288,8 +347,12 @@ def decode_video_frames(
 
     url = part.url
     if isinstance(url, list):
-        frames_b64 = [_data_bytes(u, f"{part.where}[{i}]", prefix="data:image/") for i, u in enumerate(url)]
-    elif isinstance(url, str) and url.startswith(("data:video/jpeg;base64,", "data:video/png;base64,")):
+        if not url or len(url) > max_frames:
+            raise RequestError(422, f"{part.where}: a video needs 1 to {max_frames} frames, got {len(url)}")
+        return [
+            decode_image_url(u, f"{part.where}[{i}]", max_decode_pixels=max_decode_pixels) for i, u in enumerate(url)
+        ]
+    if isinstance(url, str) and url.startswith(("data:video/jpeg;base64,", "data:video/png;base64,")):
         payload = url.partition(",")[2]
         try:
             frames_b64 = [base64.b64decode(chunk, validate=True) for chunk in payload.split(",")]
@@ -338,7 +401,7 @@ def rerank_part(item: Prepared, fmt: str = "png") -> str | dict[str, Any]:
         return item.text or ""
     parts: list[dict[str, Any]] = []
     if item.frames is not None:
-        parts.append({"type": "video_url", "video_url": {"url": frames_data_url(item.frames, fmt)}})
+        parts.append({"type": "video_url", "video_url": {"url": video_url(item.frames, fmt)}})
     if item.image is not None:
         parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
     if item.text is not None:

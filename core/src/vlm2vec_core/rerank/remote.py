@@ -1,7 +1,9 @@
 """RemoteReranker: the reranker API over HTTP (``POST /v1/rerank``), to a ``vlm2vec serve --reranker`` or vLLM.
 
-No torch needed: media are decoded and fitted here by the family's rules (lossless PNG by default, so remote
-scores equal local ones), then sent as ``{"content": [parts]}`` documents with data URLs.
+No torch needed: media are decoded and fitted here by the family's rules, then sent losslessly (raw RGB to a
+``vlm2vec serve``, PNG to others; see ``vlm2vec_core.remote``), so remote scores equal local ones, as
+``{"content": [parts]}`` documents with data URLs. One URL or a list of servers serving the same reranker:
+each scoring request goes to the least busy one that is up.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ..errors import InputError
 from ..families.rerankers import RERANKERS, RerankProfile, detect_reranker_family, get_reranker_family
 from ..prepare import MediaLimits
 from ..remote import HttpService, RemoteError
-from ..wire import rerank_part
+from ..wire import MEDIA_FORMATS, rerank_part
 from .base import RerankMixin, prepare_sides
 
 
@@ -28,7 +30,7 @@ class RemoteReranker(HttpService, RerankMixin):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key: str | None = None,
         model: str | None = None,
@@ -37,8 +39,10 @@ class RemoteReranker(HttpService, RerankMixin):
         max_retries: int = 6,
         backoff: float = 0.5,
         max_pixels: int | None = None,
-        media_format: str = "png",
+        media_format: str | None = None,
     ) -> None:
+        if media_format is not None and media_format not in MEDIA_FORMATS:
+            raise ValueError(f"media_format must be None, 'png', 'raw' or 'jpeg', not {media_format!r}")
         super().__init__(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, backoff=backoff)
         self.model = model
         self._family_arg = get_reranker_family(family) if family is not None else None
@@ -47,7 +51,7 @@ class RemoteReranker(HttpService, RerankMixin):
         self.media_format = media_format
 
     def __repr__(self) -> str:
-        return f"RemoteReranker({self.base_url!r})"
+        return f"RemoteReranker({self.base_url if len(self.urls) == 1 else self.urls!r})"
 
     @property
     def model_name(self) -> str:
@@ -56,7 +60,7 @@ class RemoteReranker(HttpService, RerankMixin):
     @property
     def family(self) -> RerankProfile:
         if self._family is None:
-            with self._lock:
+            with self._discovery:
                 if self._family is None:
                     self._family = self._discover()
         return self._family
@@ -73,7 +77,7 @@ class RemoteReranker(HttpService, RerankMixin):
             except ValueError:
                 family = self._family_arg or get_reranker_family(None)
         if self._family_arg is not None and self._family_arg.name != family.name:
-            raise RemoteError(f"{self.base_url} serves the {family.title} reranker, not {self._family_arg.title}")
+            raise RemoteError(f"{self._where()} serves the {family.title} reranker, not {self._family_arg.title}")
         return family
 
     @property
@@ -92,18 +96,19 @@ class RemoteReranker(HttpService, RerankMixin):
         family = self.family
         q, docs = prepare_sides(query, documents, self.limits, family.media, errors)
         good = [d.index for d in docs]
-        parts = [rerank_part(d, self.media_format) for d in docs]
+        fmt = self.wire_format()
+        parts = [rerank_part(d, fmt) for d in docs]
         if not good:
             return np.zeros(0, dtype=np.float32)
         body = {
             "model": self.model or "vlm2vec-reranker",
-            "query": rerank_part(q, self.media_format),
+            "query": rerank_part(q, fmt),
             "documents": parts,
             "instruction": family.instruction_for(task, instruction),
         }
         results = self._send("POST", "/v1/rerank", body).get("results")
         if not isinstance(results, list) or len(results) != len(good):
-            raise RemoteError(f"{self.base_url}: expected {len(good)} rerank results, got {results!r:.200}")
+            raise RemoteError(f"{self._where()}: expected {len(good)} rerank results, got {results!r:.200}")
         by_position = {int(r["index"]): float(r["relevance_score"]) for r in results}
         return np.asarray([by_position[n] for n in range(len(good))], dtype=np.float32)
 
