@@ -5,6 +5,7 @@ The functions the workers run live at this module's top level (workers import th
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import struct
@@ -44,6 +45,13 @@ def raises_value_error() -> None:
 
 def raises_input_error(path: str) -> None:
     raise InputError("not a video", source=path, location="0.00-1.00 s")
+
+
+def noisy() -> int:
+    """Writes to the descriptors directly, as native decoders do (FFmpeg's warnings, libc's abort message)."""
+    os.write(1, b"native stdout noise\n")
+    os.write(2, b"native stderr noise\n")
+    return 1
 
 
 def heavy_modules() -> list[str]:
@@ -214,3 +222,31 @@ def test_a_forged_avi_that_aborts_decord_costs_only_that_file(tmp_path: Path, sh
     # The decoder's abort, or a loader that now refuses the header before decord sees it: the file is named.
     assert caught.value.source == str(bomb)
     assert run_isolated(clip_count, str(good), timeout=60, source=good) == 1
+
+
+NOISY = """
+import logging, sys
+from vlm2vec_core.isolate import WorkerPool
+import test_isolation
+if __name__ == "__main__":
+    logging.getLogger("vlm2vec_core").setLevel(int(sys.argv[1]))
+    with WorkerPool(1) as pool:
+        print("result", pool.submit(test_isolation.noisy, source="noisy").result())
+"""
+
+
+@pytest.mark.parametrize("level", [logging.ERROR, logging.WARNING])
+def test_native_output_of_workers_never_reaches_stdout_and_stderr_only_when_not_quieted(
+    tmp_path: Path, level: int
+) -> None:
+    import subprocess
+
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])])}
+    done = subprocess.run(
+        [sys.executable, str(script), str(level)], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
+    assert done.stdout == "result 1\n"  # a CLI's --json output stays clean
+    noise = "native stdout noise\nnative stderr noise\n"
+    assert done.stderr == ("" if level > logging.WARNING else noise)  # the CLI without -v quiets the library

@@ -106,6 +106,7 @@ def _worker_main(conn: Connection, levels: dict[str, int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, _on_term)
     _die_with_parent()
+    _quiet_native_output(quiet=levels.get("vlm2vec_core", logging.WARNING) > logging.WARNING)
     handler = _PipeLogHandler(conn)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -125,6 +126,21 @@ def _worker_main(conn: Connection, levels: dict[str, int]) -> None:
             handler.job = None
     except (EOFError, OSError, KeyboardInterrupt):  # the parent closed the pipe or died
         return
+
+
+def _quiet_native_output(*, quiet: bool) -> None:
+    """Native decoders write to the process's stdout and stderr: never to stdout (a caller's ``--json`` goes
+    there), and to stderr only when the parent's logging is not quieted (the CLI without ``-v``); what a job
+    has to say comes back as log records and errors instead."""
+    try:
+        sys.stdout.flush()
+        if quiet:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        os.dup2(2, 1)
+    except OSError:  # no such descriptors (an embedded interpreter): leave them
+        pass
 
 
 def _run_job(conn: Connection, job_id: int, fn: Callable[..., Any], args: tuple[Any, ...], credits: int) -> None:
