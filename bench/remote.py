@@ -4,7 +4,9 @@
     python bench/remote.py --model DIR           # any checkpoint directory
 
 1. 64 PDF pages (generated A4, rendered at 144 dpi): ``VLM2VecEncoder.encode_documents`` in this process vs
-   ``RemoteEncoder.encode_documents`` against ``vlm2vec serve`` on 127.0.0.1 (seconds, ratio, max |diff|).
+   ``RemoteEncoder.encode_documents`` against ``vlm2vec serve`` on 127.0.0.1, with images sent raw (the
+   default with our server) and as PNG (what vLLM gets): median seconds of ``--rounds`` interleaved rounds,
+   remote/local and max |local - remote| for each.
 2. Requests/s with 1 vs 16 concurrent clients, each request one text or one image (pre-built bodies, so the
    client's own preparation is not timed), against the server as configured (``--max-batch-size 16``) and
    against a second server with ``--max-batch-size 1``: the 16-client gap between the two is what batching
@@ -42,6 +44,7 @@ class Server(Service):
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vlm2vec_core.cli"]
         cmd += ["serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *extra]
         env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEYS"} | {"HF_HUB_OFFLINE": "1"}
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # what `vlm2vec serve` sets (server.prefer_sleeping_threads)
         super().__init__(cmd, f"{self.url}/health", log, env)
 
     def wait(self, timeout: float = 120.0) -> Server:
@@ -79,12 +82,36 @@ async def hammer(url: str, bodies: list[dict[str, Any]], clients: int) -> float:
         return len(bodies) / (time.perf_counter() - started)
 
 
+def wire_costs(page: Any, side: int) -> dict[str, dict[str, float]]:
+    """Milliseconds to put one fitted image on the wire and take it off (the client's ``image_data_url`` and the
+    server's ``decode_image_url``, one thread) and its size in KiB, per form: a rendered page, a noisy photo."""
+    import numpy as np
+    from PIL import Image
+
+    from vlm2vec_core.media import fit_image
+    from vlm2vec_core.wire import decode_image_url, image_data_url
+
+    rng = np.random.default_rng(1)
+    photo = fit_image(Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)))
+    costs: dict[str, dict[str, float]] = {}
+    for name, image in (("page", page), ("photo", photo)):
+        for form in ("raw", "png"):
+            started = time.perf_counter()
+            for _ in range(10):
+                url = image_data_url(image, form)
+                back = decode_image_url(url, "bench", max_decode_pixels=10**8)
+            ms = (time.perf_counter() - started) / 10 * 1000
+            assert np.array_equal(np.asarray(back), np.asarray(image))
+            costs[f"{name} {image.width}x{image.height} {form}"] = {"ms": round(ms, 2), "kib": len(url) // 1024}
+    return costs
+
+
 def request_bodies(texts: list[str], images: list[Any], max_pixels: int) -> dict[str, list[dict[str, Any]]]:
     """One body per item, built by the client's own code path (RemoteEncoder._plan)."""
     from vlm2vec_core.remote import RemoteEncoder
     from vlm2vec_core.tasks import resolve_instruction
 
-    enc = RemoteEncoder("http://127.0.0.1:9", max_pixels=max_pixels)  # only plans, never connects
+    enc = RemoteEncoder("http://127.0.0.1:9", family="vlm2vec-v2", max_pixels=max_pixels)  # plans, never connects
     try:
         _, text_jobs = enc._plan(texts, resolve_instruction("visdoc", "query"), 1, None)
         _, image_jobs = enc._plan(images, resolve_instruction("visdoc", "document"), 1, None)
@@ -111,6 +138,8 @@ def main() -> int:
     parser.add_argument("--image-requests", type=int, default=32)
     parser.add_argument("--image-side", type=int, default=448, help="side of the images in the rps test (px)")
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (medians reported)")
+    parser.add_argument("--no-rps", dest="rps", action="store_false", help="skip the requests/s part")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -136,13 +165,27 @@ def main() -> int:
             local = VLM2VecEncoder(model, device="cpu", max_pixels=args.max_pixels).load()
             batched.wait()
             unbatched.wait()
-            remote = RemoteEncoder(batched.url, max_concurrency=8, max_pixels=args.max_pixels)
-            local.encode_documents(pages[:2], task="visdoc")  # warm both paths
-            remote.encode_documents(pages[:2], task="visdoc")
-            local_vecs, local_s = timed(lambda: local.encode_documents(pages, task="visdoc"))
-            remote_vecs, remote_s = timed(lambda: remote.encode_documents(pages, task="visdoc"))
-            remote.close()
-            diff = float(np.abs(local_vecs - remote_vecs).max())
+            clients = {
+                form: RemoteEncoder(batched.url, max_concurrency=8, max_pixels=args.max_pixels, media_format=form)
+                for form in (None, "png")  # None: raw RGB, which our server lists in /v1/models
+            }
+            clients[None].dim  # noqa: B018 - discovery: the server lists raw in its media formats
+            assert clients[None].wire_format() == "raw"
+            runs: dict[str, Any] = {"local": local.encode_documents}
+            runs |= {("raw" if form is None else form): c.encode_documents for form, c in clients.items()}
+            for run in runs.values():  # warm every path
+                run(pages[:2], task="visdoc")
+            seconds: dict[str, list[float]] = {name: [] for name in runs}
+            vectors: dict[str, Any] = {}
+            for _ in range(args.rounds):  # interleaved, so a noisy neighbour slows every path alike
+                for name, run in runs.items():
+                    vectors[name], took = timed(lambda run=run: run(pages, task="visdoc"))
+                    seconds[name].append(took)
+            for c in clients.values():
+                c.close()
+            costs = wire_costs(clients[None]._plan(pages[:1], None, 1, None)[0][0].image, args.image_side)
+            median = {name: float(np.median(s)) for name, s in seconds.items()}
+            diffs = {name: float(np.abs(vectors["local"] - vectors[name]).max()) for name in runs if name != "local"}
 
             texts = [f"query {i}: revenue by region in quarter {i % 4 + 1}" for i in range(args.text_requests)]
             rng = np.random.default_rng(0)
@@ -153,7 +196,7 @@ def main() -> int:
             ]
             bodies = request_bodies(texts, images, args.max_pixels)
             rps: dict[str, dict[str, float]] = {}
-            for kind, reqs in bodies.items():
+            for kind, reqs in bodies.items() if args.rps else ():
                 asyncio.run(hammer(batched.url, reqs[:4], 4))  # warm-up
                 rps[kind] = {
                     "1 client": asyncio.run(hammer(batched.url, reqs, 1)),
@@ -171,11 +214,14 @@ def main() -> int:
         "pages": {
             "n": len(pages),
             "pixels_each": pages[0].image.width * pages[0].image.height,
-            "local_s": round(local_s, 2),
-            "remote_s": round(remote_s, 2),
-            "remote_over_local": round(remote_s / local_s, 2),
-            "max_abs_diff": diff,
+            "rounds": args.rounds,
+            "local_s": round(median["local"], 2),
+            "remote_s": {form: round(median[form], 2) for form in diffs},
+            "remote_over_local": {form: round(median[form] / median["local"], 2) for form in diffs},
+            "max_abs_diff": diffs,
+            "all_s": {name: [round(x, 2) for x in s] for name, s in seconds.items()},
         },
+        "wire_ms_and_kib": costs,
         "requests_per_s": {k: {c: round(v, 1) for c, v in d.items()} for k, d in rps.items()},
     }
     print_report(report, args.clients)
@@ -188,10 +234,18 @@ def print_report(report: dict[str, Any], clients: int) -> None:
     p = report["pages"]
     lines = [
         f"machine: {report['machine']}; model: {report['model']}; max_pixels {report['max_pixels']:,}",
-        f"{p['n']} PDF pages ({p['pixels_each']:,} px each before fitting): local {p['local_s']} s, "
-        f"remote over loopback {p['remote_s']} s -> remote/local {p['remote_over_local']}x; "
-        f"max |local - remote| = {p['max_abs_diff']:.2e}",
+        f"{p['n']} PDF pages ({p['pixels_each']:,} px each before fitting), median of {p['rounds']} interleaved "
+        f"rounds: local {p['local_s']} s",
     ]
+    for form, ratio in p["remote_over_local"].items():
+        lines.append(
+            f"  remote over loopback, {form} images: {p['remote_s'][form]} s -> remote/local {ratio}x; "
+            f"max |local - remote| = {p['max_abs_diff'][form]:.2e}"
+        )
+    lines.append(
+        "one image on and off the wire (client encode + server decode, one thread): "
+        + "; ".join(f"{k} {v['ms']} ms, {v['kib']} KiB" for k, v in report["wire_ms_and_kib"].items())
+    )
     for kind, d in report["requests_per_s"].items():
         one, many, unbatched = d["1 client"], d[f"{clients} clients"], d[f"{clients} clients, max-batch-size 1"]
         lines.append(

@@ -437,9 +437,10 @@ def _decode_video(path: str, limits: Any, profile: Any) -> Any:
 def prefer_sleeping_threads() -> None:
     """Call first thing in a serving process, before torch is imported: OpenMP's idle worker threads then sleep
     (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning between the model's operations, which otherwise takes the
-    cores from the threads decoding requests (and, on one machine, from the clients): measured on 2 cores,
-    remote over loopback took 5.1x as long as local with spinning threads, 1.3x without (``bench/remote.py``).
-    A value already set is kept."""
+    cores from the threads decoding requests (and from anything else on the machine). Measured on 2 cores that
+    other jobs kept busy (load average about 10), remote over loopback took 5.1x as long as local with spinning
+    threads and 1.3x with sleeping ones; on an otherwise idle machine both took 1.25x. A value already set is
+    kept."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
