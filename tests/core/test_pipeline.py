@@ -18,7 +18,7 @@ from test_isolation import forged_avi
 from mediafixtures import make_image, make_pdf, make_video
 from vlm2vec_core.documents import file_digest
 from vlm2vec_core.fake import FakeEncoder
-from vlm2vec_core.indexer import index_paths
+from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
 from vlm2vec_core.pipeline import Fitting, ReadJob, fitting_of, page_ranges, read_items
 from vlm2vec_core.store import ChromaStore
 
@@ -238,7 +238,7 @@ def test_workers_run_ahead_of_a_slow_encoder_by_a_bounded_number_of_items(tmp_pa
     store = ChromaStore.open(db=tmp_path / "db")
     report = index_paths([pdf], encoder, store, cache_dir=cache, dpi=36, chunk_size=16, workers=2)
     assert report.items == {"page": pages}
-    chunk, unit, inflight, depth = 16, 4, 2 * 2 + 2, 2  # items per chunk, per message; messages: pool, job
+    chunk, unit, inflight, depth = 16, 4, INFLIGHT_PER_WORKER * 2 + 4, 2  # items: chunk, message; messages
     bound = chunk + (inflight + depth) * unit  # the chunk being cut, and what the workers may have computed
     for n, count in enumerate(rendered):
         assert count - n * chunk <= bound, f"{count} pages read when chunk {n} was embedded ({rendered})"
@@ -308,7 +308,7 @@ RUN = """
 import sys, time
 from pathlib import Path
 from vlm2vec_core.fake import FakeEncoder
-from vlm2vec_core.indexer import index_paths
+from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
 from vlm2vec_core.store import ChromaStore
 
 class Slow(FakeEncoder):

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 TASK_FOR_KIND = {"page": "visdoc", "clip": "moment", "image": "image"}
 KINDS = tuple(TASK_FOR_KIND)
 ITEM_KIND = {"pdf": "page", "video": "clip", "image": "image"}  # file kind -> the kind of its items
+# Messages (of pipeline.UNIT items, fitted: up to about 3 MB each) computed ahead, per worker: room for the other
+# workers to read the next files while the file being embedded is still read (the bound on memory).
+INFLIGHT_PER_WORKER = 4
 _WHAT = {"pdf": "PDF pages", "video": "video", "image": "images"}
 
 
@@ -261,7 +264,7 @@ def _index_in_workers(
     fitting = fitting_of(run.encoder)
     base = {"cache_dir": str(options["cache_dir"]), "dpi": options["dpi"], "clip_seconds": options["clip_seconds"]}
     base |= {"family": family, "num_frames": num_frames, "fitting": fitting}
-    with WorkerPool(workers, max_inflight=2 * workers + 2) as pool:
+    with WorkerPool(workers, max_inflight=INFLIGHT_PER_WORKER * workers + 4) as pool:
         counts = _counted(pool, todo, options["clip_seconds"], timeout)
         run.progress.set_total(sum(n or 0 for n in counts))
         run.progress.restart_clock()
