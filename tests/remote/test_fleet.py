@@ -148,3 +148,30 @@ def test_servers_of_different_models_are_not_mixed(server: Server, fresh_server:
     other = fresh_server("--served-model-name", "another-model")
     with pytest.raises(RemoteError, match=r"serve different models \(id 'another-model' vs"):
         RemoteEncoder([other.url, server.url], api_key=API_KEYS[0]).dim  # noqa: B018
+
+
+@pytest.mark.parametrize("case", ["no key", "wrong key", "down"])
+def test_the_cli_says_what_is_wrong_with_remote_in_one_line(server: Server, tmp_path: Any, case: str):
+    import os
+    import subprocess
+    import sys
+
+    page = tmp_path / "page.png"
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(page)
+    url = _dead_url() if case == "down" else server.url
+    args = ["index", str(page), "--remote", url + "/v1", "--db", str(tmp_path / "db")]
+    args += ["--api-key", "wrong"] if case == "wrong key" else []
+    env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEY"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "vlm2vec_core.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert time.monotonic() - started < 20  # the CLI's own start-up; no retries
+    assert result.returncode == 3, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    says = {
+        "no key": "no API key was given",
+        "wrong key": "the API key given was refused",
+        "down": "connection refused",
+    }
+    assert line.startswith(f"error: {url}: ") and says[case] in line
