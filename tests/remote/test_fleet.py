@@ -175,3 +175,25 @@ def test_the_cli_says_what_is_wrong_with_remote_in_one_line(server: Server, tmp_
         "down": "connection refused",
     }
     assert line.startswith(f"error: {url}: ") and says[case] in line
+
+
+def test_the_cli_takes_a_fleet_and_skips_a_server_that_is_down(server: Server, tmp_path: Any):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for n in range(3):
+        Image.new("RGB", (64 + n, 64), (9 * n, 90, 9)).save(tmp_path / f"page{n}.png")
+    env = {**{k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEY"}, "VLM2VEC_API_KEY": API_KEYS[0]}
+    cli = [sys.executable, "-m", "vlm2vec_core.cli"]
+    fleet = ["--remote", _dead_url(), "--remote", server.url + "/v1"]
+    db = ["--db", str(tmp_path / "db")]
+    made = subprocess.run([*cli, "index", str(tmp_path), *fleet, *db], capture_output=True, text=True, env=env)
+    assert made.returncode == 0, made.stderr
+    assert "embedded 3 images" in made.stdout
+    found = subprocess.run(
+        [*cli, "search", "x", "--json", *fleet, *db], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert found.returncode == 0, found.stderr
+    assert len(json.loads(found.stdout)) == 3

@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, default=512)
     serve.add_argument("--max-body-mb", type=float, default=64.0)
     serve.add_argument("--max-frames", type=int, default=64)
+    serve.add_argument(
+        "--video-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="an uploaded video may take this long to decode (in a worker process; default 60)",
+    )
     serve.add_argument("--reranker", default=None, metavar="MODEL", help="also serve a reranker on /v1/rerank")
     serve.add_argument("--reranker-family", default=None, choices=list(RERANKERS), help="default: detected")
     serve.add_argument("--no-embeddings", action="store_true", help="serve the reranker only")
@@ -207,7 +214,13 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"Hub id or local directory (default: the model the index was built with, else {DEFAULT_MODEL})",
     )
-    which.add_argument("--remote", default=None, help="a `vlm2vec serve` (or vLLM) URL instead of a local model")
+    which.add_argument(
+        "--remote",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="a `vlm2vec serve` (or vLLM) URL instead of a local model; once per server of a fleet",
+    )
     parser.add_argument("--base-model", default=None, help="local copy of an adapter's base model")
     parser.add_argument("--api-key", default=None, help="for --remote (default $VLM2VEC_API_KEY)")
     parser.add_argument("--device", default=None)
@@ -315,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DeviceError, RemoteError) as exc:  # no such device; a server that refuses, or is not there
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, RemoteError) and exc.status == 401:
+            hint = " (pass --api-key KEY or set VLM2VEC_API_KEY)"
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 3
 
 
@@ -351,7 +367,7 @@ def _encoder(args: argparse.Namespace) -> Any:
         from .remote import RemoteEncoder
 
         return RemoteEncoder(
-            args.remote,
+            args.remote[0] if len(args.remote) == 1 else args.remote,
             api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"),
             family=args.family,
             truncate_dim=args.truncate_dim,
@@ -739,6 +755,9 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .server import prefer_sleeping_threads
+
+    prefer_sleeping_threads()  # before torch loads: idle OpenMP threads must not take the cores from decoding
     from .loading import ModelNotFoundError
     from .local import VLM2VecEncoder
 
@@ -766,6 +785,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_frames=args.max_frames,
+        video_timeout=args.video_timeout,
     )
     try:
         if args.no_embeddings:
@@ -916,7 +936,7 @@ def _eval_models(args: argparse.Namespace, recorded: dict[str, Any] | None) -> l
         spec = argparse.Namespace(**vars(args))
         spec.family, spec.truncate_dim = paired["family"][n], paired["truncate_dim"][n]
         served = model.startswith(("http://", "https://"))
-        spec.remote, spec.model = (model, None) if served else (None, model)
+        spec.remote, spec.model = ([model], None) if served else (None, model)
         if not served and recorded and model == recorded.get("model"):
             if spec.family is None:
                 spec.family = recorded["family"]
