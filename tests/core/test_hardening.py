@@ -69,7 +69,11 @@ def test_a_video_whose_every_clip_fails_is_not_recorded_as_indexed(tmp_path: Pat
 
     monkeypatch.setattr(video, "_decode", broken)
     store = ChromaStore.open(db=tmp_path / "db")
-    report = index_paths([tmp_path / "docs"], FakeEncoder(), store, cache_dir=tmp_path / "cache", clip_seconds=1)
+    # in this process (workers=0), where the patched decoder is; the worker path is covered by test_pipeline's
+    # crashing-file tests, which end in the same "not recorded" rule
+    report = index_paths(
+        [tmp_path / "docs"], FakeEncoder(), store, cache_dir=tmp_path / "cache", clip_seconds=1, workers=0
+    )
     assert report.errors and report.files_indexed == 0
     assert store.files() == []  # the next run tries the file again instead of skipping it
 
