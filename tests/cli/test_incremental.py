@@ -153,3 +153,65 @@ def test_a_relative_cache_dir_still_stores_absolute_paths(tmp_path: Path, enc: A
     for meta in metas:
         assert Path(meta["image_path"]).is_absolute() and Path(meta["image_path"]).is_file()
         assert meta["reference"].startswith(str(tmp_path.resolve()))
+
+
+def test_a_moved_folder_is_found_by_its_content_and_nothing_is_embedded_again(tmp_path: Path, enc: Any) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    make_pdf(old / "a.pdf", 2, size=(200, 260))
+    make_image(old / "c.png")
+    store = ChromaStore.open(db=tmp_path / "db")
+    _index([old], enc, store, tmp_path)
+    embedded = enc.embedded
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    report = _index([new], enc, store, tmp_path)
+    assert enc.embedded == embedded  # the vectors stay
+    assert sorted((Path(a).name, Path(b).parent.name) for a, b in report.moved) == [("a.pdf", "new"), ("c.png", "new")]
+    assert report.files_unchanged == 2 and "2 moved file(s)" in report.summary()
+    assert sorted(r.source for r in store.files()) == [str((new / "a.pdf").resolve()), str((new / "c.png").resolve())]
+    metas = store.items.get(include=["metadatas", "documents"])
+    for meta in metas["metadatas"]:
+        assert meta["source"].startswith(str(new.resolve()))
+        assert meta["reference"].startswith(str(new.resolve()))
+        if meta["kind"] == "image":
+            assert meta["image_path"] == str((new / "c.png").resolve())
+    assert sorted(metas["documents"]) == ["a.pdf p.1", "a.pdf p.2", "c.png"]
+    hits = search("page", enc, store, k=3)
+    assert all(Path(h.metadata["source"]).exists() for h in hits)
+    # a copy (the old path still there) is not a move: it is indexed as a file of its own
+    shutil.copytree(new, old)
+    again = _index([old], enc, store, tmp_path)
+    assert not again.moved and len(store.files()) == 4
+
+
+def test_prune_drops_the_entries_of_a_folder_that_is_gone(tmp_path: Path, enc: Any) -> None:
+    from clihelp import run_cli, store_args
+
+    docs, keep = tmp_path / "docs", tmp_path / "keep"
+    docs.mkdir()
+    keep.mkdir()
+    make_image(docs / "a.png")
+    make_image(keep / "b.png", seed=5)
+    store = ChromaStore.open(db=tmp_path / "db")
+    _index([docs, keep], enc, store, tmp_path)
+    shutil.rmtree(docs)
+    report = _index([docs], enc, store, tmp_path, prune=True)
+    assert report.pruned == 1 and not report.errors
+    assert [Path(r.source).name for r in store.files()] == ["b.png"]
+    # the CLI refuses a path that is gone unless --prune has entries of it to drop
+    stray = run_cli("index", tmp_path / "nowhere", *store_args(tmp_path), "--prune")
+    assert stray.returncode == 2 and "no such file or folder" in stray.stderr
+
+
+def test_files_that_are_not_media_are_counted_in_the_summary(tmp_path: Path, enc: Any) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    make_image(docs / "a.png")
+    (docs / "notes.txt").write_text("hello")
+    (docs / "sub" / "data.csv").write_text("1,2")
+    (docs / ".hidden").write_text("x")
+    report = _index([docs], enc, store := ChromaStore.open(db=tmp_path / "db"), tmp_path)
+    assert sorted(Path(p).name for p in report.skipped) == ["data.csv", "notes.txt"]
+    assert "2 file(s) skipped: not a PDF, video or image" in report.summary()
+    assert not report.errors and len(store.files()) == 1

@@ -623,10 +623,13 @@ def _indexed_on_ray(args: argparse.Namespace, paths: list[Path], store: Any, *, 
 
 
 def _index(args: argparse.Namespace) -> int:
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        raise _Stop(f"no such file or folder: {', '.join(missing)}")
+    missing = [p for p in args.paths if not p.exists()]
     store, recorded = _recorded(args)
+    if missing and args.prune and store is not None:  # --prune drops what the index holds under a gone folder
+        held = [Path(r.source) for r in store.files()]
+        missing = [p for p in missing if not any(h == p.resolve() or p.resolve() in h.parents for h in held)]
+    if missing:
+        raise _Stop(f"no such file or folder: {', '.join(map(str, missing))}")
     _follow_index(args, recorded)
     encoder, store = _checked_encoder(args, store)
     report = _indexed(args, args.paths, encoder, store, prune=args.prune)

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from .documents import clip_sampler, default_cache_dir, file_digest, iter_items, kind_of, walk
+from .documents import clip_sampler, default_cache_dir, iter_items
 from .errors import InputError, require_extra
-from .indexer import _WHAT, ITEM_KIND, IndexReport, _prune, check_store, task_for_kind
+from .indexer import IndexReport, check_store, plan_files, task_for_kind
 from .protocol import encode_by_task
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
@@ -169,7 +169,7 @@ def index_with_ray(
     encoder = spec.build()  # on the driver: the signature (family, dimension) and the presets, no weights
     check_store(encoder, vectors_store)
     report = IndexReport()
-    todo = _plan(paths, encoder, vectors_store, report, prune=prune)
+    todo = plan_files(paths, encoder, vectors_store, report, prune=prune)
     if not todo:
         report.seconds = time.perf_counter() - started
         return report
@@ -231,53 +231,6 @@ def open_store(store: VectorStore | str | os.PathLike[str], *, collection: str =
             return ChromaStore.open(url=text, collection=collection)
         return ChromaStore.open(db=text, collection=collection)
     return store
-
-
-def _plan(
-    paths: Iterable[str | os.PathLike[str]], encoder: Any, store: VectorStore, report: IndexReport, *, prune: bool
-) -> list[tuple[str, str, str]]:
-    """The files to index now, as (source, digest, file kind), as ``index_paths`` chooses them: listed and
-    hashed here; edited files replace their old entries, ``prune`` drops gone ones; files the ledger holds
-    are skipped, files of a kind the family does not take reported."""
-    roots = [Path(p) for p in paths]
-    seen: dict[str, str] = {}
-    files: list[tuple[str, str, str]] = []
-    for path in walk(roots):
-        source = str(path.resolve())
-        file_kind = kind_of(path)
-        if file_kind is None:
-            report.errors.append(InputError("not a PDF, video or image (by its suffix)", source=path))
-            continue
-        try:
-            digest = file_digest(path)
-        except InputError as err:
-            report.errors.append(err)
-            continue
-        seen[source] = digest
-        files.append((source, digest, file_kind))
-    known = _known(store)
-    changed = {source for source, digest, _ in files if known.get(source) and digest not in known[source]}
-    if prune or changed:
-        report.pruned = _prune(store, roots, seen, only=None if prune else changed)
-        known = _known(store)
-    tasks = task_for_kind(encoder)
-    todo: list[tuple[str, str, str]] = []
-    for source, digest, what in files:
-        if digest in known.get(source, set()):
-            report.files_unchanged += 1
-        elif ITEM_KIND[what] not in tasks:  # e.g. a video for UniME-V2
-            title = getattr(getattr(encoder, "family", None), "title", "this model")
-            report.errors.append(InputError(f"{title} takes no {_WHAT[what]}", source=source))
-        else:
-            todo.append((source, digest, what))
-    return todo
-
-
-def _known(store: VectorStore) -> dict[str, set[str]]:
-    known: dict[str, set[str]] = {}
-    for record in store.files():
-        known.setdefault(record.source, set()).add(record.digest)
-    return known
 
 
 def _stored_ids(store: VectorStore, digests: Sequence[str]) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ vectors' signature and refuses another family's, dimension's or truncation's.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -80,6 +81,8 @@ class IndexReport:
     items: Counter[str] = field(default_factory=Counter)  # embedded now, by kind
     reused: int = 0  # already in the store (a resumed run)
     pruned: int = 0
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (old path, new path) of files found moved
+    skipped: list[str] = field(default_factory=list)  # files in the folders that are not a PDF, video or image
     errors: list[InputError] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -90,8 +93,12 @@ class IndexReport:
             parts.append(f"{self.files_unchanged} unchanged file(s) skipped")
         if self.reused:
             parts.append(f"{self.reused} item(s) already stored")
+        if self.moved:
+            parts.append(f"{len(self.moved)} moved file(s) found by their content (their entries follow them)")
         if self.pruned:
             parts.append(f"{self.pruned} stale item(s) pruned")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} file(s) skipped: not a PDF, video or image")
         return "; ".join(parts)
 
 
@@ -127,44 +134,8 @@ def index_paths(
     report = IndexReport()
     check_store(encoder, store)
     tasks = task_for_kind(encoder)
-    roots = [Path(p) for p in paths]
-    known: dict[str, set[str]] = {}
-    for record in store.files():
-        known.setdefault(record.source, set()).add(record.digest)
-    seen: dict[str, str] = {}
-    files: list[tuple[str, str, str]] = []
-    for path in walk(roots):
-        source = str(path.resolve())
-        file_kind = kind_of(path)
-        if file_kind is None:
-            report.errors.append(InputError("not a PDF, video or image (by its suffix)", source=path))
-            continue
-        try:
-            digest = file_digest(path)
-        except InputError as err:
-            report.errors.append(err)
-            continue
-        seen[source] = digest
-        files.append((source, digest, file_kind))
-    # An edited file replaces its old version (even without --prune); pruning also drops files that are gone.
-    # First, as dropping may un-record a live copy, which is then indexed again below.
-    changed = {source for source, digest, _ in files if known.get(source) and digest not in known[source]}
-    if prune or changed:
-        report.pruned = _prune(store, roots, seen, only=None if prune else changed)
-        known = {}
-        for record in store.files():
-            known.setdefault(record.source, set()).add(record.digest)
+    todo = plan_files(paths, encoder, store, report, prune=prune)
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
-    todo: list[tuple[str, str, str]] = []
-    for source, digest, what in files:
-        if digest in known.get(source, set()):
-            report.files_unchanged += 1
-            continue
-        if ITEM_KIND[what] not in tasks:  # e.g. a video for UniME-V2
-            title = getattr(getattr(encoder, "family", None), "title", "this model")
-            report.errors.append(InputError(f"{title} takes no {_WHAT[what]}", source=source))
-            continue
-        todo.append((source, digest, what))
     run = _Run(encoder, store, report, tasks, IndexProgress(progress), batch_size, chunk_size)
     options = {"cache_dir": cache, "dpi": dpi, "clip_seconds": clip_seconds}
     count = workers if workers is not None else auto_workers()
@@ -178,6 +149,100 @@ def index_paths(
     run.progress.finish()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def plan_files(
+    paths: Iterable[str | os.PathLike[str]],
+    encoder: Any,
+    store: VectorStore,
+    report: IndexReport,
+    *,
+    prune: bool = False,
+) -> list[tuple[str, str, str]]:
+    """The files to index now, as (source, digest, file kind): listed and hashed here (``index_paths`` and
+    ``index_with_ray`` both start here).
+
+    - a file whose content the index holds under a path that is gone moved: its entries follow it (no
+      re-embedding), and it counts as unchanged;
+    - an edited file replaces its old entries (even without ``prune``); ``prune`` also drops the entries of
+      files that are gone under ``paths``, a folder that is gone included;
+    - files the ledger holds are skipped, files of a kind the family does not take reported, and files in
+      the folders that are no PDF, video or image counted in ``report.skipped``.
+    """
+    tasks = task_for_kind(encoder)
+    roots = [Path(p) for p in paths]
+    present = [r for r in roots if r.exists() or not prune]  # with --prune, a folder that is gone is pruned
+    report.skipped.extend(str(p) for p in _unsupported(present))
+    seen: dict[str, str] = {}
+    files: list[tuple[str, str, str]] = []
+    for path in walk(present):
+        source = str(path.resolve())
+        file_kind = kind_of(path)
+        if file_kind is None:
+            report.errors.append(InputError("not a PDF, video or image (by its suffix)", source=path))
+            continue
+        try:
+            digest = file_digest(path)
+        except InputError as err:
+            report.errors.append(err)
+            continue
+        seen[source] = digest
+        files.append((source, digest, file_kind))
+    known = _known(store)
+    _follow_moves(store, files, known, report)
+    changed = {source for source, digest, _ in files if known.get(source) and digest not in known[source]}
+    if prune or changed:
+        report.pruned = _prune(store, roots, seen, only=None if prune else changed)
+        known = _known(store)
+    todo: list[tuple[str, str, str]] = []
+    for source, digest, what in files:
+        if digest in known.get(source, set()):
+            report.files_unchanged += 1
+        elif ITEM_KIND[what] not in tasks:  # e.g. a video for UniME-V2
+            title = getattr(getattr(encoder, "family", None), "title", "this model")
+            report.errors.append(InputError(f"{title} takes no {_WHAT[what]}", source=source))
+        else:
+            todo.append((source, digest, what))
+    return todo
+
+
+def _known(store: VectorStore) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {}
+    for record in store.files():
+        known.setdefault(record.source, set()).add(record.digest)
+    return known
+
+
+def _follow_moves(
+    store: VectorStore, files: list[tuple[str, str, str]], known: dict[str, set[str]], report: IndexReport
+) -> None:
+    """Re-point the entries of files found at a new path whose content the index holds under a path that no
+    longer exists (a renamed file, a moved folder); ``known`` is updated to match."""
+    move = getattr(store, "move_file", None)
+    if move is None:
+        return
+    gone: dict[str, list[str]] = {}  # digest -> recorded sources that are not on disk any more
+    for source, digests in known.items():
+        if not Path(source).exists():
+            for digest in digests:
+                gone.setdefault(digest, []).append(source)
+    for source, digest, _ in files:
+        if digest in known.get(source, set()) or not gone.get(digest):
+            continue
+        old = gone[digest].pop(0)
+        move(old, source, digest)
+        known[old].discard(digest)
+        known.setdefault(source, set()).add(digest)
+        report.moved.append((old, source))
+        log.info("%s moved to %s: its entries follow it", old, source)
+
+
+def _unsupported(roots: Iterable[Path]) -> Iterator[Path]:
+    """The files inside the folders among ``roots`` that ``walk`` leaves out (not a PDF, video or image)."""
+    for root in roots:
+        if root.is_dir():
+            found = (p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+            yield from sorted(p for p in found if kind_of(p) is None)
 
 
 @dataclass

@@ -112,6 +112,7 @@ class VectorStore(Protocol):
         sources: Sequence[str] | None = None,
     ) -> list[Hit]: ...
     def delete_file(self, source: str, digest: str) -> int: ...
+    def move_file(self, old: str, new: str, digest: str) -> int: ...
     def files(self) -> list[FileRecord]: ...
     def mark_file(self, record: FileRecord) -> None: ...
     def count(self) -> int: ...
@@ -218,6 +219,20 @@ class ChromaStore:
         self.ledger.delete(ids=[_ledger_id(source, digest)])
         return len(ids)
 
+    def move_file(self, old: str, new: str, digest: str) -> int:
+        """Re-point the items of a file that moved (same content, now at ``new``) and its ledger record; the
+        vectors stay. Returns the number of items moved."""
+        where = {"$and": [{"source": old}, {"content_sha256": digest}]}
+        got = self.items.get(where=where, include=["metadatas", "embeddings"])
+        ids, metadatas = got["ids"], [moved_metadata(m or {}, old, new) for m in got["metadatas"] or []]
+        if ids:  # the same vectors (Chroma computes none: a document without its embedding is refused)
+            self.upsert(ids, np.asarray(got["embeddings"], dtype=np.float32), metadatas)
+        records = [r for r in self.files() if r.source == old and r.digest == digest]
+        self.ledger.delete(ids=[_ledger_id(old, digest)])
+        items = records[0].items if records else len(ids)
+        self.mark_file(FileRecord(new, digest, items, records[0].indexed_at if records else time.time()))
+        return len(ids)
+
     def files(self) -> list[FileRecord]:
         got = self.ledger.get(include=["metadatas"])
         return [
@@ -253,6 +268,20 @@ class ChromaStore:
             if len(ids) < page_size:
                 return out
             offset += page_size
+
+
+def moved_metadata(metadata: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    """An item's metadata once its file moved from ``old`` to ``new``: the source, its name, the reference
+    (``new.pdf#page=3``) and, for an image, the image itself; cached thumbnails stay where they are."""
+    out = dict(metadata)
+    out["source"] = new
+    out["file_name"] = Path(new).name
+    reference = str(out.get("reference", ""))
+    if reference == old or reference.startswith(old + "#"):
+        out["reference"] = new + reference[len(old) :]
+    if out.get("image_path") == old:
+        out["image_path"] = new
+    return out
 
 
 def caption(metadata: Mapping[str, Any], *, default: str = "") -> str:
