@@ -515,24 +515,10 @@ def _size(n: int) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    import datetime
-
-    from .documents import kind_of
+    from .service import file_row
 
     store = _existing_store(args)
-    rows = [
-        {
-            "source": r.source,
-            "kind": kind_of(r.source) or "?",
-            "items": r.items,
-            "indexed_at": datetime.datetime.fromtimestamp(r.indexed_at, datetime.timezone.utc).isoformat(
-                timespec="seconds"
-            ),
-            "sha256": r.digest,
-            "present": Path(r.source).is_file(),
-        }
-        for r in sorted(store.files(), key=lambda r: r.source)
-    ]
+    rows = [file_row(r) for r in sorted(store.files(), key=lambda r: r.source)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

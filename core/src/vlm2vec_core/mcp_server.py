@@ -18,7 +18,6 @@ back as tool errors (``isError``) that say what is wrong; logs go to stderr, nev
 import argparse
 import base64
 import binascii
-import datetime
 import hmac
 import io
 import logging
@@ -27,7 +26,6 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from .errors import InputError, MissingDependencyError, require_extra
@@ -265,23 +263,12 @@ class Tools:
         return Answer(parts, {"hits": rows, "skipped": [str(p) for p in problems]})
 
     def list_files(self) -> Answer:
-        from .documents import kind_of
+        from .service import file_row
 
         with self.lock:
             info = self.service.info()
             records = self.service.files()
-        rows = [
-            {
-                "source": r.source,
-                "kind": kind_of(r.source) or "?",
-                "items": r.items,
-                "indexed_at": datetime.datetime.fromtimestamp(r.indexed_at, datetime.timezone.utc).isoformat(
-                    timespec="seconds"
-                ),
-                "present": Path(r.source).is_file(),
-            }
-            for r in records
-        ]
+        rows = [file_row(r) for r in records]
         signature = info.get("signature") or {}
         head = (
             f"{len(rows)} file(s), {info.get('items', 0)} item(s); model {signature.get('model', '?')} "

@@ -111,6 +111,24 @@ class SearchService:
         }
 
 
+def file_row(record: FileRecord) -> dict[str, Any]:
+    """An indexed file as the apps list it (``vlm2vec list --json``, the MCP ``list_files`` tool): its path,
+    kind, items, when it was indexed (ISO 8601, UTC, seconds), content hash, and whether it is still there."""
+    import datetime
+
+    from .documents import kind_of
+
+    when = datetime.datetime.fromtimestamp(record.indexed_at, datetime.timezone.utc)
+    return {
+        "source": record.source,
+        "kind": kind_of(record.source) or "?",
+        "items": record.items,
+        "indexed_at": when.isoformat(timespec="seconds"),
+        "sha256": record.digest,
+        "present": Path(record.source).is_file(),
+    }
+
+
 def _query(text: str | None, image: ImageQuery | None) -> Input | str:
     """A text query stays a string (as the encoders' text path takes it); an image becomes an Input."""
     if image is None:
