@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,3 +56,14 @@ class Service:
 
     def _tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+class ChromaServer(Service):
+    """A real ``chroma run`` on loopback."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).with_name("chroma")
+        cmd = [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(cmd, f"{self.url}/api/v2/heartbeat", log)

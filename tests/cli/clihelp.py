@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mediafixtures import make_frameless_video, make_image, make_pdf, make_video
-from procs import Service, free_port
 
 CHAT_ENV = ("VLM2VEC_CHAT_BASE_URL", "VLM2VEC_CHAT_MODEL", "VLM2VEC_CHAT_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY")
 PDF_PAGES = 4
@@ -64,14 +63,3 @@ class Indexed:
     tmp: Path  # --db and --cache-dir live here
     files: dict[str, Path]
     first: subprocess.CompletedProcess[str]  # `index --strict` over the corpus
-
-
-class ChromaServer(Service):
-    """A real ``chroma run`` on loopback."""
-
-    def __init__(self, path: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("chroma")
-        cmd = [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__(cmd, f"{self.url}/api/v2/heartbeat", log)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clihelp import ChromaServer, Indexed, make_corpus, model_args, run_cli, store_args
+from clihelp import Indexed, make_corpus, model_args, run_cli, store_args
 
 from fakechat import FakeChat
+from procs import ChromaServer
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import chromadb
-from clihelp import PDF_PAGES, ChromaServer, run_cli
+from clihelp import PDF_PAGES, run_cli
 
 from mediafixtures import make_image, make_pdf
+from procs import ChromaServer
 from vlm2vec_core.indexer import index_paths
 from vlm2vec_core.store import ChromaStore
 

@@ -10,18 +10,7 @@ from typing import Any
 
 import pytest
 
-from procs import Service, free_port
-
-
-class ChromaServer(Service):
-    """A real ``chroma run`` on loopback."""
-
-    def __init__(self, path: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("chroma")
-        cmd = [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(self.port)]
-        super().__init__(cmd, f"{self.url}/api/v2/heartbeat", log)
+from procs import ChromaServer, Service, free_port
 
 
 @pytest.fixture(scope="module")
