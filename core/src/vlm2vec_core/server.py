@@ -212,20 +212,10 @@ def create_app(encoder: Any, config: ServerConfig, reranker: Any = None) -> Any:
 
     async def read_body(request: Request) -> Any:
         """The JSON body, within the size limit (an error response instead when it is not)."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
-            return error(413, f"request body of {int(declared):,} bytes is over the limit of {config.max_body_bytes:,}")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > config.max_body_bytes:
-                return error(413, f"request body is over the limit of {config.max_body_bytes:,} bytes")
         try:
-            return json.loads(raw)
-        except ValueError as exc:
-            return error(400, f"malformed JSON: {exc}")
-        except RecursionError:
-            return error(400, "malformed JSON: nested too deeply")
+            return await read_json(request, config.max_body_bytes)
+        except BadBody as exc:
+            return error(exc.status, str(exc))
 
     async def opened(request: Request, model: Any, missing: str) -> Any:
         """The request's JSON body, or the error response: a wrong key, no such model here, a bad body."""
@@ -432,6 +422,33 @@ def _decode_video(path: str, limits: Any, profile: Any) -> Any:
     from .prepare import video_prep
 
     return video_prep(path, limits, profile)
+
+
+class BadBody(ValueError):
+    """A request body that is too large (413) or not JSON (400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_json(request: Any, max_bytes: int) -> Any:
+    """A request's JSON body, read as it streams in and refused once it passes ``max_bytes`` (a declared
+    Content-Length over it is refused before reading); raises BadBody. Shared by the server and the page."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BadBody(413, f"request body of {int(declared):,} bytes is over the limit of {max_bytes:,}")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise BadBody(413, f"request body is over the limit of {max_bytes:,} bytes")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadBody(400, f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadBody(400, "malformed JSON: nested too deeply") from exc
 
 
 def prefer_sleeping_threads() -> None:

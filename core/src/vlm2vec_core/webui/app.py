@@ -17,7 +17,6 @@ page elsewhere cannot reach the app through DNS rebinding), and the API takes JS
 
 import asyncio
 import io
-import json
 import logging
 import threading
 import time
@@ -202,18 +201,12 @@ def create_app(service: SearchService, config: UIConfig | None = None, *, host: 
     async def body_of(request: Request) -> dict[str, Any]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise _Refused(415, "send the request as JSON (Content-Type: application/json)")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
-            raise _Refused(413, f"the request is {int(declared):,} bytes, over the limit of {config.max_body_bytes:,}")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > config.max_body_bytes:
-                raise _Refused(413, f"the request is over the limit of {config.max_body_bytes:,} bytes")
+        from ..server import BadBody, read_json
+
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise _Refused(400, f"malformed JSON: {exc}") from exc
+            body = await read_json(request, config.max_body_bytes)
+        except BadBody as exc:
+            raise _Refused(exc.status, str(exc)) from exc
         if not isinstance(body, dict):
             raise _Refused(400, "the request must be a JSON object")
         return body
