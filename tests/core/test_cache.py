@@ -242,3 +242,39 @@ def test_the_contact_sheet_shows_the_query_and_the_top_of_a_page_at_a_readable_s
     pdf.unlink()  # the PDF gone: the thumbnail stands in, the tile is not blank
     gone = np.asarray(Image.open(contact_sheet(hits[:1], tmp_path / "gone.png")).convert("L"))
     assert gone.shape == (TILE + LABEL, TILE) and _text_lines(gone[4 : TILE - 4, 4 : TILE - 4]) > 10
+
+
+def test_a_thumbnail_shrunk_from_the_fitted_page_has_the_size_and_looks_of_one_from_the_full_render(
+    tmp_path: Path,
+) -> None:
+    from vlm2vec_core import FakeEncoder
+    from vlm2vec_core.pipeline import fitting_of
+
+    fitting = fitting_of(FakeEncoder())
+    assert fitting is not None
+    fitted: list[Image.Image] = []
+
+    def fit(image: Image.Image) -> Image.Image:
+        fitted.append(fitting.family.fit_image(image, fitting.limits))
+        return fitted[-1]
+
+    sparse = text_pdf(tmp_path / "sparse.pdf", 3, lines=30, words=10)
+    dense = text_pdf(tmp_path / "dense.pdf", 2, seed=1)
+    for pdf in (sparse, dense):
+        plain = list(iter_items(pdf, cache_dir=tmp_path / "plain"))
+        fitted.clear()
+        quick = list(iter_items(pdf, cache_dir=tmp_path / "fit", fit=fit))
+        assert len(fitted) == len(quick)
+        assert all(max(f.size) < max(p.content.image.size) for f, p in zip(fitted, quick, strict=True))
+        for a, b in zip(quick, plain, strict=True):
+            assert a.thumbnail_size == b.thumbnail_size and a.metadata().keys() == b.metadata().keys()
+            assert a.image_path.stat().st_size <= THUMB_BUDGET
+            with Image.open(a.image_path) as x, Image.open(b.image_path) as y:
+                assert x.size == a.thumbnail_size
+                mine, theirs = np.asarray(x.convert("L"), float), np.asarray(y.convert("L"), float)
+            if pdf == sparse:  # shrunk from the fitted page: other bytes, the same page to the eye
+                assert a.image_path.read_bytes() != b.image_path.read_bytes()
+                assert np.abs(mine - theirs).mean() < 4, np.abs(mine - theirs).mean()
+            else:  # too dense for the budget at full size: made from the full render, as ever
+                assert a.image_path.read_bytes() == b.image_path.read_bytes()
+                assert max(a.thumbnail_size or (0, 0)) < THUMB_SIDE

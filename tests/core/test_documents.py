@@ -177,3 +177,27 @@ def test_full_image_of_pages_clips_and_images(folder: Path, tmp_path: Path):
         full_image(f"{pdf}#page=9")
     with pytest.raises(ValueError, match="no 'reference'"):  # a page's thumbnail alone is never its full view
         full_image({"kind": "page", "image_path": page.metadata()["image_path"], "thumbnail_width": 1})
+
+
+def test_a_range_of_pages_gives_the_items_a_whole_file_run_gives(folder: Path, tmp_path: Path):
+    pdf = mediafixtures.make_pdf(tmp_path / "five.pdf", n_pages=5)
+    whole = list(iter_items(pdf, cache_dir=tmp_path / "whole"))
+    errors: list[InputError] = []
+    part = list(iter_items(pdf, cache_dir=tmp_path / "part", pages=[4, 2, 9], errors=errors))
+    assert [i.page for i in part] == [4, 2]
+    for got, want in zip(part, [whole[3], whole[1]], strict=True):
+        assert (got.id, got.page_count, got.thumbnail_size, got.image_path.name) == (
+            want.id,
+            5,
+            want.thumbnail_size,
+            want.image_path.name,
+        )
+        assert {**got.metadata(), "image_path": ""} == {**want.metadata(), "image_path": ""}
+    assert sorted(p.name for p in (tmp_path / "part").iterdir()) == sorted(i.image_path.name for i in part)
+    assert [str(e) for e in errors] == [f"{pdf}, page 9: no such page: the PDF has 5 pages (pages are 1-based)"]
+    for other in (folder / "photo.png", folder / "sub" / "talk.mp4"):  # pages mean nothing there
+        with_pages = list(iter_items(other, cache_dir=tmp_path / "c", clip_seconds=1.0, pages=[2]))
+        assert [i.id for i in with_pages] == [
+            i.id for i in iter_items(other, cache_dir=tmp_path / "c", clip_seconds=1.0)
+        ]
+        assert with_pages

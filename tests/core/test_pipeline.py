@@ -8,18 +8,20 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from test_isolation import forged_avi
+from test_pdf_hardening import _claiming
 
 from mediafixtures import make_image, make_pdf, make_video
 from vlm2vec_core.documents import file_digest
 from vlm2vec_core.fake import FakeEncoder
 from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
-from vlm2vec_core.pipeline import Fitting, ReadJob, fitting_of, page_ranges, read_items
+from vlm2vec_core.pipeline import Fitting, ReadJob, fitting_of, page_ranges, pdf_page_count, read_items
 from vlm2vec_core.store import ChromaStore
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -302,6 +304,47 @@ def test_page_ranges_split_long_pdfs_only_when_the_loader_takes_pages() -> None:
     ranges = page_ranges(20)
     if ranges != [None]:  # iter_items(pages=...) is there: 1-8, 9-16, 17-20
         assert ranges == [tuple(range(1, 9)), tuple(range(9, 17)), tuple(range(17, 21))]
+
+
+def test_a_long_pdf_is_read_in_page_ranges_and_stored_as_a_whole_file_run_stores_it(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    pdf = make_pdf(folder / "long.pdf", 30, size=(200, 260))
+    make_pdf(folder / "short.pdf", 3, size=(200, 260), seed=1)
+    assert len(page_ranges(pdf_page_count(str(pdf)))) == 4  # 1-8, 9-16, 17-24, 25-30: jobs for every worker
+    for encoder in (FakeEncoder(), Slow(0.0)):  # fitted in the workers, and full renders (no family)
+        name = type(encoder).__name__
+        inline, store0 = _index(folder, encoder, tmp_path, f"inline-{name}", workers=0)
+        pooled, store2 = _index(folder, encoder, tmp_path, f"pooled-{name}", workers=2)
+        assert inline.errors == pooled.errors == [] and inline.items == pooled.items == {"page": 33}
+        ids0, vectors0, metas0 = _stored(store0)
+        ids2, vectors2, metas2 = _stored(store2)
+        assert ids2 == ids0 and metas2 == metas0
+        for item_id in ids0:
+            np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
+        assert [(r.source, r.items) for r in store2.files()] == [(r.source, r.items) for r in store0.files()]
+    whole = ReadJob(str(pdf), file_digest(pdf), str(tmp_path / "cache"), 36, 10.0, fitting=fitting_of(FakeEncoder()))
+    part = replace(whole, pages=tuple(range(9, 17)))
+    entries = [e for batch in read_items(whole) for e in batch.events]
+    ranged = [e for batch in read_items(part) for e in batch.events]
+    assert [e.item.metadata() for e in ranged] == [e.item.metadata() for e in entries[8:16]]  # page_count 30
+    for a, b in zip(ranged, entries[8:16], strict=True):
+        assert a.input.image.tobytes() == b.input.image.tobytes()  # type: ignore[union-attr]
+
+
+def test_a_pdf_whose_page_tree_lies_is_read_whole_and_reported_once(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    forged = folder / "forged.pdf"
+    forged.write_bytes(_claiming(20, n_pages=12))  # claims 20 pages, holds 12: small enough to be believed
+    assert forged.stat().st_size // 32 > 20
+    assert pdf_page_count(str(forged)) is None  # so it is not split (ranges past its pages would each fail)
+    inline, store0 = _index(folder, FakeEncoder(), tmp_path, "inline", workers=0)
+    pooled, store2 = _index(folder, FakeEncoder(), tmp_path, "pooled", workers=2)
+    assert [str(e) for e in pooled.errors] == [str(e) for e in inline.errors]
+    assert [e.reason for e in pooled.errors] == ["the page tree claims 20 pages but the file holds 12"]
+    assert pooled.items == inline.items == {"page": 12}
+    assert _stored(store2)[2] == _stored(store0)[2]  # page_count 12, as the file holds
 
 
 RUN = """

@@ -217,6 +217,10 @@ def default_cache_dir() -> Path:
 THUMB_SIDE = 768  # thumbnails (pages and clips) are at most this many pixels a side...
 THUMB_BUDGET = 40 * 1024  # ...and about this many bytes: the side shrinks for the densest pages
 THUMB_QUALITY = (30, 10)  # WebP qualities: the first, the second when that fits; then the side shrinks
+# libwebp's effort: 0 and 1 take a fifth to a third less time than 2, but their larger files make dense text pages
+# shrink under 640 px a side for the budget (measured: 616-636 px against 663-680 px at 2), so 2 it is.
+WEBP_METHOD = 2
+SMALLER_MARGIN = 0.9  # a thumbnail shrunk from a fitted copy is kept when within this share of the budget
 _LOW_RATIO = 0.73  # bytes at the second quality over bytes at the first (measured on text pages and frames)
 STALE_SECONDS = 15 * 60  # a cache's temp file this old is a killed run's leftover
 _swept: set[Path] = set()
@@ -247,19 +251,27 @@ def thumbnail_bytes(
     return data, thumb.size
 
 
-def _shrunk(image: Image.Image, side: int) -> Image.Image:
-    """``image`` with its longer side at most ``side`` (box filter: as legible as Lanczos here, 3x faster)."""
-    width, height = image.size
-    if max(width, height) > side:
-        scale = side / max(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+def thumbnail_size(size: tuple[int, int], side: int = THUMB_SIDE) -> tuple[int, int]:
+    """The (width, height) a picture of ``size`` is shrunk to for at most ``side`` pixels a side."""
+    width, height = size
+    if max(width, height) <= side:
+        return size
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrunk(image: Image.Image, side: int, full: tuple[int, int] | None = None) -> Image.Image:
+    """``image`` at the size a picture of ``full`` pixels (default: ``image``'s own) gets for ``side`` pixels a
+    side (box filter: as legible as Lanczos here, 3x faster)."""
+    size = thumbnail_size(full or image.size, side)
+    if image.size != size:
         image = image.resize(size, Image.Resampling.BOX)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _webp(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", quality=quality, method=2)
+    image.save(buffer, format="WEBP", quality=quality, method=WEBP_METHOD)
     return buffer.getvalue()
 
 
@@ -270,9 +282,12 @@ def cache_thumbnail(
     *,
     source: str | os.PathLike[str] | None = None,
     location: str | None = None,
+    smaller: Image.Image | None = None,
 ) -> tuple[Path, tuple[int, int]]:
     """Write a display thumbnail of ``image`` (see :func:`thumbnail_bytes`) as ``cache_dir/name`` once
     (content-addressed names: an existing file is reused) and return its path and (width, height).
+    ``smaller``: a smaller copy of ``image`` (e.g. the page fitted to a model's size) to shrink instead, when
+    it lies between the thumbnail and ``image`` in size on each side: fewer pixels, the same thumbnail size.
 
     A frame or page the encoder cannot take is an InputError naming ``source`` and ``location``; failing to write
     the cache (a full disk) is the OSError it is.
@@ -287,11 +302,24 @@ def cache_thumbnail(
             f"nothing to show: the image is {image.width}x{image.height}", source=source, location=location
         )
     try:
-        data, size = thumbnail_bytes(image)
+        data, size = _from_smaller(image, smaller) or thumbnail_bytes(image)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot make its thumbnail ({exc})", source=source, location=location) from exc
     _write_atomic(path, data)
     return path, size
+
+
+def _from_smaller(image: Image.Image, smaller: Image.Image | None) -> tuple[bytes, tuple[int, int]] | None:
+    """``image``'s thumbnail shrunk from ``smaller`` (see :func:`cache_thumbnail`) when that is safe: it lies
+    between the thumbnail and ``image`` in size, and its first encoding is well inside the budget (then the
+    thumbnail of ``image`` itself would not be shrunk for the budget either: both have the size
+    ``thumbnail_size(image.size)``, so an item's metadata does not depend on which one was made); else None."""
+    target = thumbnail_size(image.size)
+    if smaller is None or not all(t <= s <= i for t, s, i in zip(target, smaller.size, image.size, strict=True)):
+        return None
+    thumb = _shrunk(smaller, THUMB_SIDE, image.size)
+    data = _webp(thumb, THUMB_QUALITY[0])
+    return (data, thumb.size) if len(data) <= SMALLER_MARGIN * THUMB_BUDGET else None
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -444,13 +472,19 @@ def iter_items(
     errors: list[InputError] | None = None,
     digest: str | None = None,
     sampler: Callable[[int], list[int]] | None = None,
+    pages: Iterable[int] | None = None,
+    fit: Callable[[Image.Image], Image.Image | None] | None = None,
 ) -> Iterator[Item]:
     """Stream a file as items: a PDF's pages, a video's clips, or an image; page and clip thumbnails (for
     display only, see :func:`full_image`) are written once to ``cache_dir`` (content-addressed). Bad files and
     pages raise InputError, or, with an ``errors`` list, are recorded there while the rest goes on. ``digest``:
     the file's ``file_digest`` when the caller has it already (the file is then not read twice).
     ``sampler`` (frame count -> indices) picks each clip's frames instead of ``num_frames`` by VLM2Vec's rule: a
-    model family's, see :func:`clip_sampler`."""
+    model family's, see :func:`clip_sampler`. ``pages``: for a PDF, only these 1-based pages (in that order), as
+    the same items (ids, ``page_count``, cache files) a run over the whole file gives them; ignored for videos
+    and images. A page out of range is reported like a bad page. ``fit``: called with each page's render
+    before its thumbnail is made; a smaller copy it returns (the page fitted to the model's size, which the
+    caller keeps; None: none) is what the thumbnail is shrunk from (see :func:`cache_thumbnail`)."""
     from .pdf import pdf_pages
     from .video import video_clips
 
@@ -469,10 +503,14 @@ def iter_items(
     key = digest[:32]
     sweep_cache(cache)  # a killed run's leftovers (once per process)
     if kind == "pdf":
-        for page in pdf_pages(source, dpi=dpi, password=password, errors=errors):
+        wanted = None if pages is None else list(pages)
+        for page in pdf_pages(source, dpi=dpi, pages=wanted, password=password, errors=errors):
             name = f"{key}-p{page.page_number}-{dpi:g}dpi.webp"
+            smaller = fit(page.image) if fit is not None else None
             try:
-                image_path, size = cache_thumbnail(page.image, cache, name, source=source, location=page.location)
+                image_path, size = cache_thumbnail(
+                    page.image, cache, name, source=source, location=page.location, smaller=smaller
+                )
             except InputError as err:
                 report(err, errors)
                 continue

@@ -27,7 +27,7 @@ from .documents import Item, clip_sampler, iter_items
 from .errors import InputError
 from .prepare import MediaLimits, Prepared, prepare_or_error
 from .tasks import as_instruction
-from .types import Input, VideoClip
+from .types import Input, Page, VideoClip
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
     errors: list[InputError] = []
     sampler = clip_sampler(job.family, job.num_frames) if job.family is not None else None
     extra: dict[str, Any] = {"pages": list(job.pages)} if job.pages is not None else {}
+    fitter = _PageFitter(job.fitting) if job.fitting is not None else None
     items = iter_items(
         Path(job.path),
         cache_dir=job.cache_dir,
@@ -127,6 +128,7 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
         errors=errors,
         digest=job.digest,
         sampler=sampler,
+        fit=fitter,
         **extra,
     )
     seen = 0
@@ -134,7 +136,7 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
     for item in items:
         batch.events.extend(errors[seen:])
         seen = len(errors)
-        batch.events.append(_fitted(item, job.fitting))
+        batch.events.append(_fitted(item, job.fitting, fitter))
         if sum(isinstance(e, Entry) for e in batch.events) >= UNIT:
             yield batch
             batch = Batch()
@@ -143,10 +145,35 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
         yield batch
 
 
-def _fitted(item: Item, fitting: Fitting | None) -> Entry:
+class _PageFitter:
+    """Fits each page as the loader renders it, before its thumbnail is made (which is then shrunk from the
+    fitted pixels); the result is kept for the page's item."""
+
+    def __init__(self, fitting: Fitting) -> None:
+        self.fitting = fitting
+        self.last: tuple[Any, Prepared | InputError] | None = None  # (the render, its fitting)
+
+    def __call__(self, image: Any) -> Any:
+        result = _prepared(Input(image=image), self.fitting)
+        self.last = (image, result)
+        return None if isinstance(result, InputError) else result.image
+
+    def take(self, image: Any) -> Prepared | InputError | None:
+        """The fitting of ``image`` when it was the last one fitted (then forgotten), else None."""
+        last, self.last = self.last, None
+        return last[1] if last is not None and last[0] is image else None
+
+
+def _prepared(raw: Input, fitting: Fitting) -> Prepared | InputError:
+    return prepare_or_error(raw, 0, as_instruction(None), fitting.limits, fitting.family)
+
+
+def _fitted(item: Item, fitting: Fitting | None, fitter: _PageFitter | None = None) -> Entry:
     if fitting is None:
         return Entry(item)
-    result = prepare_or_error(item.to_input(), 0, as_instruction(None), fitting.limits, fitting.family)
+    result = fitter.take(item.content.image) if fitter is not None and isinstance(item.content, Page) else None
+    if result is None:
+        result = _prepared(item.to_input(), fitting)
     stripped = replace(item, content=None)
     if isinstance(result, InputError):
         return Entry(stripped, error=result)
@@ -177,8 +204,11 @@ def _count(path: str, kind: str, clip_seconds: float) -> int | None:
 
 
 def pdf_page_count(path: str) -> int | None:
-    """The page count a PDF declares, when the file is large enough to hold that many pages (else None)."""
+    """The pages a PDF holds, when its page tree says so too and the file is large enough to hold that many
+    pages (else None: such a file is read whole, where the loader reports what is wrong with its page tree)."""
     import pypdfium2
+
+    from .pdf import page_count
 
     try:
         size = os.path.getsize(path)
@@ -186,10 +216,16 @@ def pdf_page_count(path: str) -> int | None:
     except (pypdfium2.PdfiumError, OSError):
         return None
     try:
-        count = len(document)
+        claimed = len(document)
     finally:
         document.close()
-    return count if 0 < count <= size // MIN_BYTES_PER_PAGE + 1 else None
+    if not 0 < claimed <= size // MIN_BYTES_PER_PAGE + 1:
+        return None
+    try:
+        held = page_count(path)  # a forged page tree's claim is checked against the page objects
+    except InputError:
+        return None
+    return claimed if held == claimed else None
 
 
 def _clip_count(path: str, clip_seconds: float) -> int | None:
