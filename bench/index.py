@@ -1,5 +1,7 @@
-"""End-to-end indexing: the pipeline side by side (render-only, FakeEncoder in process and with workers, the
-tiny checkpoint, cache per page, remote vs local, clip sampling vs decoding every frame), then pages/s for a
+"""End-to-end indexing: the pipeline side by side (render-only, FakeEncoder in process and with workers on one PDF
+and on the same pages as 4 PDFs, and on a real PDF when there is one (--real-pdf), milliseconds per page of each
+step a worker takes, the tiny checkpoint, cache per page, remote vs local, clip sampling vs decoding every frame),
+then pages/s for a
 generated PDF with the tiny checkpoint in a fresh process, the share of wall time spent outside the model's forward
 pass, and peak memory indexing a short and a long PDF (each in a fresh process).
 
@@ -28,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples"), str(ROOT / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REAL_PDF = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")  # Debian's libtasn1-doc: a 36-page text manual
 
 
 def make_pdf(path: Path, n_pages: int) -> Path:
@@ -93,6 +96,37 @@ def split_pdf(pdf: Path, folder: Path, parts: int) -> Path:
     return folder
 
 
+def stage_ms(pdf: Path, dpi: float, encoder: Any) -> dict[str, float]:
+    """Milliseconds per page of each step a worker takes, in this process: render (``pdf_pages``), fit to the
+    encoder's size, the display thumbnail (shrunk from the fitted page, as the workers make it), and the pickling
+    of the fitted pixels the worker sends back (there and back)."""
+    import pickle
+
+    from vlm2vec_core.documents import _from_smaller, thumbnail_bytes
+    from vlm2vec_core.pdf import pdf_pages
+    from vlm2vec_core.pipeline import fitting_of
+
+    fitting = fitting_of(encoder)
+    assert fitting is not None
+    spent = dict.fromkeys(("render", "fit", "thumbnail", "pickle"), 0.0)
+    pages = 0
+    clock = time.perf_counter()
+    for page in pdf_pages(pdf, dpi=dpi):
+        now = time.perf_counter()
+        spent["render"] += now - clock
+        fitted = fitting.family.fit_image(page.image, fitting.limits)
+        clock, now = now, time.perf_counter()
+        spent["fit"] += now - clock
+        _from_smaller(page.image, fitted) or thumbnail_bytes(page.image)
+        clock, now = now, time.perf_counter()
+        spent["thumbnail"] += now - clock
+        pickle.loads(pickle.dumps(fitted))
+        clock = time.perf_counter()
+        spent["pickle"] += clock - now
+        pages += 1
+    return {k: 1000 * v / pages for k, v in spent.items()}
+
+
 def du_kib(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1024
 
@@ -121,7 +155,7 @@ def index_run(pdf: Path, encoder: Any, work: Path, dpi: float, workers: int | No
     }
 
 
-def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_seconds: float) -> None:
+def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_seconds: float, real: Path | None) -> None:
     """The issue's numbers, measured side by side in this one run."""
     import numpy as np
 
@@ -141,8 +175,15 @@ def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_second
     parts = split_pdf(pdf, work / "parts", 4)
     fake_parts = index_run(parts, FakeEncoder(), work / "fake-parts", dpi, None)
     rows["FakeEncoder indexing, workers=0"] = fake0["pages_per_s"]
-    rows[f"FakeEncoder indexing, workers=auto ({auto})"] = fake["pages_per_s"]
+    rows[f"FakeEncoder indexing, workers=auto ({auto}), one PDF"] = fake["pages_per_s"]
     rows[f"FakeEncoder indexing, workers=auto ({auto}), the pages as 4 PDFs"] = fake_parts["pages_per_s"]
+    stages = {"generated": stage_ms(pdf, dpi, FakeEncoder())}
+    real_rows: dict[str, float] = {}
+    if real is not None and real.is_file():  # real pages cost more to fit and thumbnail than to render
+        real_render = render_only(real, dpi)
+        real_fake = index_run(real, FakeEncoder(), work / "fake-real", dpi, None)
+        real_rows = {"render-only": real_render, "FakeEncoder workers=auto": real_fake["pages_per_s"]}
+        stages[real.name] = stage_ms(real, dpi, FakeEncoder())
     tiny = VLM2VecEncoder(model, device="cpu").load()
     tiny0 = index_run(pdf, tiny, work / "tiny0", dpi, 0)
     tinyw = index_run(pdf, tiny, work / "tiny-auto", dpi, None)
@@ -171,8 +212,23 @@ def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_second
     print(f"\npipeline, {pages} pages at {dpi:g} dpi ({os.cpu_count()} CPUs):")
     for name, value in rows.items():
         print(f"  {name:<66} {value:7.1f} pages/s")
-    print(f"  {'FakeEncoder workers=auto / render-only (target >= 1.0)':<66} {fake['pages_per_s'] / render:7.2f}x")
-    print(f"  {'FakeEncoder workers=auto / workers=0':<66} {fake['pages_per_s'] / fake0['pages_per_s']:7.2f}x")
+    ratios = {
+        "FakeEncoder workers=auto / render-only, one PDF (target >= 1.0)": fake["pages_per_s"] / render,
+        "FakeEncoder workers=auto / render-only, 4 PDFs (target >= 1.0)": fake_parts["pages_per_s"] / render,
+        "FakeEncoder workers=auto / workers=0, one PDF": fake["pages_per_s"] / fake0["pages_per_s"],
+    }
+    for name, value in ratios.items():
+        print(f"  {name:<66} {value:7.2f}x")
+    if real_rows:
+        title = f"{real.name if real else ''}, {real_fake['pages']} pages"
+        for label, value in real_rows.items():
+            print(f"  {f'{title}: {label}':<66} {value:7.1f} pages/s")
+        ratio = real_rows["FakeEncoder workers=auto"] / real_rows["render-only"]
+        print(f"  {f'{title}: FakeEncoder workers=auto / render-only':<66} {ratio:7.2f}x")
+        print(f"  {f'{title}: cache KiB per page (target <= 40)':<66} {real_fake['cache_kib_per_page']:7.1f}")
+    for source, ms in stages.items():
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in ms.items())
+        print(f"  {f'ms per page in a worker, {source}':<40} {steps} (sum {sum(ms.values()):.1f})")
     print(f"  {'tiny checkpoint workers=auto / workers=0':<66} {tinyw['pages_per_s'] / tiny0['pages_per_s']:7.2f}x"
           f"  (vectors identical: {same})")  # fmt: skip
     print(f"  {'cache KiB per page (target <= 40)':<66} {fake['cache_kib_per_page']:7.1f}")
@@ -236,6 +292,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["pipeline", "throughput"], default=None, help="run one section only")
     parser.add_argument("--pipeline-pages", type=int, default=60, help="pages of the pipeline table's PDF")
     parser.add_argument("--video-seconds", type=float, default=60.0, help="video of the clip sampling row")
+    parser.add_argument("--real-pdf", type=Path, default=REAL_PDF, help="a real PDF's rows (skipped when absent)")
     args = parser.parse_args()
 
     if args.child is not None:  # one measured run in a fresh process: print its JSON
@@ -254,7 +311,7 @@ def main() -> None:
         print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, model {model.name}")  # fmt: skip
         if args.only in (None, "pipeline"):
-            pipeline_table(model, work, args.pipeline_pages, args.dpi, args.video_seconds)
+            pipeline_table(model, work, args.pipeline_pages, args.dpi, args.video_seconds, args.real_pdf)
         if args.only == "pipeline":
             return
 
