@@ -1,9 +1,8 @@
 """End-to-end indexing: the pipeline side by side (render-only, FakeEncoder in process and with workers on one PDF
 and on the same pages as 4 PDFs, and on a real PDF when there is one (--real-pdf), milliseconds per page of each
 step a worker takes, the tiny checkpoint, cache per page, remote vs local, clip sampling vs decoding every frame),
-then pages/s for a
-generated PDF with the tiny checkpoint in a fresh process, the share of wall time spent outside the model's forward
-pass, and peak memory indexing a short and a long PDF (each in a fresh process).
+then pages/s for a generated PDF with the tiny checkpoint in a fresh process, the share of wall time spent outside
+the model's forward pass, and peak memory indexing a short and a long PDF (each in a fresh process).
 
     .venv/bin/python bench/index.py                       # everything: pipeline on 60 pages, 100, 100 vs 1,000
     .venv/bin/python bench/index.py --only pipeline       # just the side-by-side pipeline table
