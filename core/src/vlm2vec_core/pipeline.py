@@ -204,8 +204,9 @@ def _count(path: str, kind: str, clip_seconds: float) -> int | None:
 
 
 def pdf_page_count(path: str) -> int | None:
-    """The pages a PDF holds, when its page tree says so too and the file is large enough to hold that many
-    pages (else None: such a file is read whole, where the loader reports what is wrong with its page tree)."""
+    """The pages a PDF holds, when its page tree says so too (its last page loads, and no fewer page objects show
+    in its bytes) and the file is large enough to hold that many pages; else None: such a file is read whole,
+    where the loader reports what is wrong with its page tree once."""
     import pypdfium2
 
     from .pdf import page_count
@@ -217,10 +218,14 @@ def pdf_page_count(path: str) -> int | None:
         return None
     try:
         claimed = len(document)
+        if not 0 < claimed <= size // MIN_BYTES_PER_PAGE + 1:
+            return None
+        try:  # the last page loads: the tree's claim holds where the byte scan below cannot see (object streams)
+            document[claimed - 1].close()
+        except pypdfium2.PdfiumError:
+            return None
     finally:
         document.close()
-    if not 0 < claimed <= size // MIN_BYTES_PER_PAGE + 1:
-        return None
     try:
         held = page_count(path)  # a forged page tree's claim is checked against the page objects
     except InputError:
