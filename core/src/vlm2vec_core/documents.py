@@ -220,7 +220,10 @@ THUMB_QUALITY = (30, 10)  # WebP qualities: the first, the second when that fits
 # libwebp's effort: 0 and 1 take a fifth to a third less time than 2, but their larger files make dense text pages
 # shrink under 640 px a side for the budget (measured: 616-636 px against 663-680 px at 2), so 2 it is.
 WEBP_METHOD = 2
-SMALLER_MARGIN = 0.9  # a thumbnail shrunk from a fitted copy is kept when within this share of the budget
+# A thumbnail shrunk from a fitted copy is kept when within this share of the budget (the full render's thumbnail
+# bytes were within 7% of the fitted copy's on every page measured: text manuals, dense text, drawings).
+SMALLER_MARGIN = 0.9
+DENSE_RUN = 16  # after a page too dense for its fitted copy, the next pages' thumbnails are made from the full render
 _LOW_RATIO = 0.73  # bytes at the second quality over bytes at the first (measured on text pages and frames)
 STALE_SECONDS = 15 * 60  # a cache's temp file this old is a killed run's leftover
 _swept: set[Path] = set()
@@ -310,16 +313,24 @@ def cache_thumbnail(
 
 
 def _from_smaller(image: Image.Image, smaller: Image.Image | None) -> tuple[bytes, tuple[int, int]] | None:
-    """``image``'s thumbnail shrunk from ``smaller`` (see :func:`cache_thumbnail`) when that is safe: it lies
-    between the thumbnail and ``image`` in size, and its first encoding is well inside the budget (then the
-    thumbnail of ``image`` itself would not be shrunk for the budget either: both have the size
-    ``thumbnail_size(image.size)``, so an item's metadata does not depend on which one was made); else None."""
+    """``image``'s thumbnail shrunk from ``smaller`` (see :func:`cache_thumbnail`) when that is safe, else None.
+
+    Safe: ``smaller`` lies between the thumbnail and ``image`` in size, and its encoding fits the budget with room
+    to spare (``SMALLER_MARGIN``) at the first quality, or at the second where :func:`thumbnail_bytes` would try
+    that: the thumbnail of ``image`` itself then keeps its full size too (its bytes are within a few percent of
+    these), so both have the size ``thumbnail_size(image.size)`` and an item's metadata does not depend on which
+    was made. A page too dense for that is shrunk from ``image`` for the budget, as ever.
+    """
     target = thumbnail_size(image.size)
     if smaller is None or not all(t <= s <= i for t, s, i in zip(target, smaller.size, image.size, strict=True)):
         return None
+    high, low = THUMB_QUALITY
+    room = SMALLER_MARGIN * THUMB_BUDGET
     thumb = _shrunk(smaller, THUMB_SIDE, image.size)
-    data = _webp(thumb, THUMB_QUALITY[0])
-    return (data, thumb.size) if len(data) <= SMALLER_MARGIN * THUMB_BUDGET else None
+    data = _webp(thumb, high)
+    if len(data) > room and len(data) * _LOW_RATIO <= room:
+        data = _webp(thumb, low)
+    return (data, thumb.size) if len(data) <= room else None
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -504,16 +515,21 @@ def iter_items(
     sweep_cache(cache)  # a killed run's leftovers (once per process)
     if kind == "pdf":
         wanted = None if pages is None else list(pages)
+        dense = 0  # pages left whose thumbnails are made from the full render (a page before was too dense)
         for page in pdf_pages(source, dpi=dpi, pages=wanted, password=password, errors=errors):
             name = f"{key}-p{page.page_number}-{dpi:g}dpi.webp"
             smaller = fit(page.image) if fit is not None else None
             try:
                 image_path, size = cache_thumbnail(
-                    page.image, cache, name, source=source, location=page.location, smaller=smaller
+                    page.image, cache, name, source=source, location=page.location, smaller=None if dense else smaller
                 )
             except InputError as err:
                 report(err, errors)
                 continue
+            if dense:
+                dense -= 1
+            elif smaller is not None and size != thumbnail_size(page.image.size):  # shrunk for the budget
+                dense = DENSE_RUN
             yield Item(
                 f"{key}-p{page.page_number}",
                 "page",
