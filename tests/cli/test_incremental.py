@@ -215,3 +215,21 @@ def test_files_that_are_not_media_are_counted_in_the_summary(tmp_path: Path, enc
     assert sorted(Path(p).name for p in report.skipped) == ["data.csv", "notes.txt"]
     assert "2 file(s) skipped: not a PDF, video or image" in report.summary()
     assert not report.errors and len(store.files()) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_encrypted_pdf_needs_the_password(tmp_path: Path, workers: int) -> None:
+    from mediafixtures import make_encrypted_pdf
+    from vlm2vec_core.fake import FakeEncoder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_encrypted_pdf(docs / "secret.pdf", "s3cret", n_pages=2)
+    store = ChromaStore.open(db=tmp_path / "db")
+    kw: dict[str, Any] = {"cache_dir": tmp_path / "cache", "dpi": 36, "workers": workers}
+    locked = index_paths([docs], FakeEncoder(), store, **kw)
+    (problem,) = locked.errors
+    assert "secret.pdf" in str(problem) and "--password" in str(problem)
+    assert store.files() == []
+    opened = index_paths([docs], FakeEncoder(), store, password="s3cret", **kw)
+    assert not opened.errors and opened.items["page"] == 2

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         metavar="SECONDS",
-        help="give up on a file that takes longer to read (it is reported; the run goes on)",
+        help="give up on a file (or an 8-page part of a long PDF) that takes longer to read; it is reported, "
+        "the run goes on",
     )
     _password_option(index)
     index.add_argument(
@@ -572,6 +573,7 @@ def _indexed(args: argparse.Namespace, paths: list[Path], encoder: Any, store: A
                 progress=bar,
                 workers=getattr(args, "workers", None),
                 file_timeout=getattr(args, "file_timeout", None),
+                password=getattr(args, "password", None),
             )
     finally:
         library_log.setLevel(level)

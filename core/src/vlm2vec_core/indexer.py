@@ -116,6 +116,7 @@ def index_paths(
     progress: Any = None,
     workers: int | None = None,
     file_timeout: float | None = None,
+    password: str | None = None,
 ) -> IndexReport:
     """Index every PDF, video and image under ``paths``; bad files are listed in the report, never fatal.
 
@@ -123,6 +124,7 @@ def index_paths(
     the encoder runs (see ``vlm2vec_core.pipeline``): a file that crashes its decoder or takes longer than
     ``file_timeout`` seconds (None: no limit; needs workers) is reported and skipped, and the run goes on.
     ``progress``: a tqdm-like bar; its total is set once the files' pages and clips are counted.
+    ``password``: tried on every encrypted PDF (the others open as they are).
     """
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be 0 (in this process) or more, got {workers}")
@@ -137,7 +139,7 @@ def index_paths(
     todo = plan_files(paths, encoder, store, report, prune=prune)
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
     run = _Run(encoder, store, report, tasks, IndexProgress(progress), batch_size, chunk_size)
-    options = {"cache_dir": cache, "dpi": dpi, "clip_seconds": clip_seconds}
+    options = {"cache_dir": cache, "dpi": dpi, "clip_seconds": clip_seconds, "password": password}
     count = workers if workers is not None else auto_workers()
     if todo and count > 0 and not _picklable(sampler_args(encoder), fitting_of(encoder)):
         log.info("the encoder's family cannot be sent to worker processes: reading the files in this process")
@@ -328,7 +330,7 @@ def _index_in_workers(
     family, num_frames = sampler_args(run.encoder)
     fitting = fitting_of(run.encoder)
     base = {"cache_dir": str(options["cache_dir"]), "dpi": options["dpi"], "clip_seconds": options["clip_seconds"]}
-    base |= {"family": family, "num_frames": num_frames, "fitting": fitting}
+    base |= {"family": family, "num_frames": num_frames, "fitting": fitting, "password": options["password"]}
     with WorkerPool(workers, max_inflight=INFLIGHT_PER_WORKER * workers + 4) as pool:
         counts = _counted(pool, todo, options["clip_seconds"], timeout)
         run.progress.set_total(sum(n or 0 for n in counts))

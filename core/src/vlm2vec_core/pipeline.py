@@ -95,6 +95,7 @@ class ReadJob:
     num_frames: int | None = None
     fitting: Fitting | None = None
     pages: tuple[int, ...] | None = None
+    password: str | None = None  # for encrypted PDFs
 
 
 @dataclass
@@ -129,6 +130,7 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
         digest=job.digest,
         sampler=sampler,
         fit=fitter,
+        password=job.password,
         **extra,
     )
     seen = 0
