@@ -116,3 +116,16 @@ def test_a_url_that_is_not_http_is_refused_when_the_client_is_made() -> None:
     fleet = RemoteEncoder(["http://a:1/v1", "http://a:1", "http://b:2"])
     assert fleet.urls == ["http://a:1", "http://b:2"] and fleet.base_url == "http://a:1"
     fleet.close()
+
+
+def test_a_page_goes_as_png_and_a_photo_raw_when_raw_is_asked_for() -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from vlm2vec_core.wire import image_data_url
+
+    page = Image.new("RGB", (364, 532), "white")
+    ImageDraw.Draw(page).text((20, 20), "Quarterly revenue\n" * 20, fill="black")
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (448, 448, 3), dtype=np.uint8))
+    assert image_data_url(page, "raw").startswith("data:image/png;base64,")  # 35x smaller for about 1 ms
+    assert image_data_url(photo, "raw").startswith(RAW_PREFIX)

@@ -64,9 +64,11 @@ class RequestError(ValueError):
 
 def image_data_url(image: Image.Image, fmt: str = "png") -> str:
     """Lossless PNG by default (the fastest level: the server then sees the very pixels the client fitted);
-    ``raw``: the RGB bytes themselves (our server only; an image that is not RGB goes as PNG)."""
+    ``raw``: the RGB bytes themselves (our server only), except for an image that is not RGB or is mostly one
+    colour, such as a document page: PNG shrinks a page about 35x for 1 ms more, which costs less than
+    moving and parsing the raw bytes (measured end to end on loopback); a photo goes raw (PNG costs it 10x)."""
     if fmt == "raw":
-        if image.mode == "RGB":
+        if image.mode == "RGB" and not _mostly_flat(image):
             payload = base64.b64encode(image.tobytes()).decode("ascii")
             return f"{RAW_PREFIX}size={image.width}x{image.height};base64,{payload}"
         fmt = "png"
@@ -76,6 +78,14 @@ def image_data_url(image: Image.Image, fmt: str = "png") -> str:
     else:
         image.save(buf, format="PNG", compress_level=1)
     return f"data:image/{fmt};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def _mostly_flat(image: Image.Image, share: float = 0.5) -> bool:
+    """Whether one grey level covers at least ``share`` of the image (a page's background), judged on a
+    small copy (about 0.1 ms for a page)."""
+    small = image.reduce(8) if min(image.size) >= 64 else image
+    histogram = small.convert("L").histogram()
+    return max(histogram) >= share * sum(histogram)
 
 
 def video_url(frames: list[Image.Image], fmt: str = "png") -> str | list[str]:
