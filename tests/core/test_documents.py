@@ -201,3 +201,28 @@ def test_a_range_of_pages_gives_the_items_a_whole_file_run_gives(folder: Path, t
             i.id for i in iter_items(other, cache_dir=tmp_path / "c", clip_seconds=1.0)
         ]
         assert with_pages
+
+
+def test_full_views_in_a_worker_process_equal_those_made_here(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mediafixtures import make_pdf, make_video
+    from vlm2vec_core.documents import full_image, iter_items
+    from vlm2vec_core.errors import InputError
+    from vlm2vec_core.store import Hit
+
+    pdf = make_pdf(tmp_path / "doc.pdf", 2)
+    video = make_video(tmp_path / "talk.mp4", seconds=2, fps=5, size=(64, 48))
+    page = next(iter(iter_items(pdf, cache_dir=tmp_path / "cache", dpi=72))).metadata()
+    clip = next(iter(iter_items(video, cache_dir=tmp_path / "cache", clip_seconds=1))).metadata()
+    here, there = full_image(page), full_image(page, isolated=60)
+    assert here.size == there.size and np.array_equal(np.asarray(here), np.asarray(there))
+    frames_here = Hit("c", 1.0, clip).clip_frames(3)
+    frames_there = Hit("c", 1.0, clip).clip_frames(3, isolated=60)
+    assert frames_here and frames_there
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(frames_here, frames_there, strict=True))
+    pdf.unlink()  # an error in the worker comes back as the same InputError, naming the file
+    with pytest.raises(InputError, match="doc.pdf"):
+        full_image(page, isolated=60)
+    video.unlink()
+    assert Hit("c", 1.0, clip).clip_frames(3, isolated=60) is None

@@ -153,9 +153,14 @@ def full_image(
     *,
     dpi: float | None = None,
     password: str | None = None,
+    isolated: float | None = None,
 ) -> Image.Image:
     """The full view of a stored item as an RGB PIL image: what a chat model, a reranker, a contact sheet or a
     reader opening a hit should see (never the display thumbnail).
+
+    ``isolated``: decode in a worker process with this many seconds' limit (a long-running server, such as the
+    search page or the MCP server, does so: a file replaced since indexing by one that crashes its decoder or
+    hangs then costs that request an InputError, not the server).
 
     ``item``: the item's metadata (as ``Item.metadata()`` wrote it), its reference (``doc.pdf#page=3``,
     ``talk.mp4#t=10,20``, ``photo.png``) or the Item. A page is rendered again from its PDF at ``dpi`` (default:
@@ -167,6 +172,14 @@ def full_image(
 
     if isinstance(item, Item):
         item = item.metadata()
+    if isolated is not None:
+        import functools
+
+        from .isolate import run_isolated
+
+        where = str(item.get("source") or item.get("reference") or "") if isinstance(item, dict) else os.fspath(item)
+        view = functools.partial(full_image, dpi=dpi, password=password)
+        return run_isolated(view, item if isinstance(item, dict) else os.fspath(item), timeout=isolated, source=where)
     if isinstance(item, dict):
         legacy = _legacy_render(item)
         if legacy is not None:

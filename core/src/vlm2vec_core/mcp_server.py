@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PORT = 8765
 MAX_K = 50
+MEDIA_TIMEOUT = 60.0  # seconds a page render or a clip's frames may take (in a worker process)
 PAGE_SIDE = 1024  # a page or an image is sent at most this many pixels a side (JPEG)
 FRAME_SIDE = 384  # each frame of a clip's strip
 CLIP_FRAMES = 3  # frames per clip hit, side by side in one picture
@@ -143,12 +144,13 @@ def hit_picture(hit: "Hit") -> tuple[bytes | None, str | None]:
     why = "the file is gone"
     try:
         if hit.kind == "clip":
-            frames = hit.clip_frames(CLIP_FRAMES)
+            frames = hit.clip_frames(CLIP_FRAMES, isolated=MEDIA_TIMEOUT)
             if frames:
                 return jpeg_bytes(frame_strip(frames), CLIP_FRAMES * FRAME_SIDE + 8), None
             why = "the video cannot be read"
         else:
-            return jpeg_bytes(full_image(hit.metadata, dpi=RENDER_DPI), PAGE_SIDE), None
+            picture = full_image(hit.metadata, dpi=RENDER_DPI, isolated=MEDIA_TIMEOUT)
+            return jpeg_bytes(picture, PAGE_SIDE), None
     except (InputError, OSError, ValueError) as exc:  # gone, changed or broken since indexing
         why = str(exc) or type(exc).__name__
     thumb = hit.image()

@@ -63,21 +63,26 @@ class Hit:
         """``report.pdf p.3`` / ``talk.mp4 0:10-0:20`` / ``photo.png`` (the stored caption, see :func:`caption`)."""
         return caption(self.metadata, default=self.id)
 
-    def clip_frames(self, count: int) -> list[Any] | None:
+    def clip_frames(self, count: int, *, isolated: float | None = None) -> list[Any] | None:
         """``count`` frames spread over a clip hit, read from its video; None for other hits or when the video
-        moved or broke since indexing (show ``image()``, its cached thumbnail, instead)."""
+        moved or broke since indexing (show ``image()``, its cached thumbnail, instead). ``isolated``: decode in
+        a worker process with this many seconds' limit (a crash or a hang then gives None, as a broken file)."""
         if self.kind != "clip":
             return None
         from .video import read_clip_frames
 
         meta = self.metadata
+        span = (meta["source"], float(meta["start_seconds"]), float(meta["end_seconds"]), count)
         try:
-            frames, _ = read_clip_frames(
-                meta["source"], float(meta["start_seconds"]), float(meta["end_seconds"]), count
-            )
-        except (OSError, ValueError):
+            if isolated is not None:
+                from .isolate import run_isolated
+
+                frames, _ = run_isolated(read_clip_frames, *span, timeout=isolated, source=meta["source"])
+            else:
+                frames, _ = read_clip_frames(*span)
+        except (OSError, ValueError):  # InputError is a ValueError
             return None
-        return frames
+        return list(frames)
 
     def image(self) -> Any | None:
         """The page, the image, or a clip's thumbnail as an RGB PIL image; None when the file is gone."""

@@ -42,6 +42,7 @@ VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktim
 VIDEO_TYPES |= {".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".ogv": "video/ogg"}
 VIDEO_TYPES |= {".mpeg": "video/mpeg", ".mpg": "video/mpeg", ".ts": "video/mp2t", ".wmv": "video/x-ms-wmv"}
 KIND_NAMES = ("page", "clip", "image")
+MEDIA_TIMEOUT = 60.0  # seconds a page render or a clip's frames may take (in a worker process)
 
 
 @dataclass(frozen=True)
@@ -464,7 +465,7 @@ def _storyboard(hit: Hit, count: int) -> tuple[bytes, str]:
 
     from PIL import Image
 
-    frames = hit.clip_frames(count)
+    frames = hit.clip_frames(count, isolated=MEDIA_TIMEOUT)
     if not frames:
         raise _Refused(404, f"the frames of {hit.label} cannot be read from {hit.metadata.get('source')}")
     height, gap = 144, 2
@@ -483,7 +484,7 @@ def _page(meta: dict[str, Any], dpi: float) -> tuple[bytes, str]:
     from ..documents import full_image
 
     try:
-        return _encoded(full_image(meta, dpi=dpi), "PNG")
+        return _encoded(full_image(meta, dpi=dpi, isolated=MEDIA_TIMEOUT), "PNG")
     except InputError as exc:
         raise _Refused(404, str(exc)) from exc
 
