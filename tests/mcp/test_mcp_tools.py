@@ -34,6 +34,15 @@ class Session:
     stderr: str = ""
 
 
+def _run(coroutine: Any) -> Any:
+    """``asyncio.run`` on a thread of its own: another test module (Playwright's sync API) may have left an
+    event loop running on this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -103,7 +112,7 @@ async def _stdio_session(index: McpIndex, errlog: Path) -> Session:
 @pytest.fixture(scope="module")
 def stdio(mcp_index: McpIndex, tmp_path_factory: pytest.TempPathFactory) -> Session:
     errlog = tmp_path_factory.mktemp("mcp-stdio") / "stderr.log"
-    return asyncio.run(asyncio.wait_for(_stdio_session(mcp_index, errlog), timeout=240))
+    return _run(asyncio.wait_for(_stdio_session(mcp_index, errlog), timeout=240))
 
 
 def test_tools_are_listed_with_their_input_schemas(stdio: Session) -> None:
@@ -297,7 +306,7 @@ def test_streamable_http_with_an_api_key_and_a_reranker(
         assert refused.status_code == 401 and "API key" in refused.text
         wrong = httpx.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401
-        names, result, files = asyncio.run(asyncio.wait_for(_http_calls(url, "secret-key-1"), timeout=180))
+        names, result, files = _run(asyncio.wait_for(_http_calls(url, "secret-key-1"), timeout=180))
         assert sorted(names) == ["list_files", "search"]
         assert not result.is_error, texts(result)
         hits = result.structured_content["hits"]
