@@ -364,29 +364,21 @@ class _Stop(Exception):
 
 def _encoder(args: argparse.Namespace) -> Any:
     """The encoder the options name (the weights load on first use)."""
-    if args.remote:
-        from .remote import RemoteEncoder
+    from .protocol import EncoderSpec
 
-        return RemoteEncoder(
-            args.remote[0] if len(args.remote) == 1 else args.remote,
-            api_key=args.api_key or os.environ.get("VLM2VEC_API_KEY"),
-            family=args.family,
-            truncate_dim=args.truncate_dim,
-            max_pixels=args.max_pixels,
-        )
-    from .local import VLM2VecEncoder
-
-    _quiet_third_parties()
-
-    return VLM2VecEncoder(
-        args.model or DEFAULT_MODEL,
+    if not args.remote:
+        _quiet_third_parties()
+    return EncoderSpec(
+        model=args.model,
+        remote=tuple(args.remote) if args.remote else None,
+        api_key=(args.api_key or os.environ.get("VLM2VEC_API_KEY")) if args.remote else None,
         family=args.family,
         truncate_dim=args.truncate_dim,
         max_pixels=args.max_pixels,
         dtype=args.dtype,
         base_model=args.base_model,
         device=args.device,
-    )
+    ).build()
 
 
 def _follow_index(args: argparse.Namespace, recorded: dict[str, Any] | None) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from .documents import clip_sampler, default_cache_dir, iter_items
 from .errors import InputError, require_extra
 from .indexer import IndexReport, check_store, plan_files, task_for_kind
-from .protocol import encode_by_task
+from .protocol import EncoderSpec, encode_by_task
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
 log = logging.getLogger(__name__)
@@ -48,50 +48,6 @@ _ITEM = "item"  # to embed
 _STORED = "stored"  # already in the store (a resumed file): passed through, not embedded
 _FAILED = "failed"  # the encoder refused it (set by the actors)
 _END = "end"  # one per file, after its items: how many there were and the file's rendering problems
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What each actor builds its encoder from (an encoder object itself does not travel: it holds a model).
-
-    ``remote``: one URL or several (``RemoteEncoder``'s); otherwise ``model`` loads locally in each actor.
-    """
-
-    model: str | None = None
-    remote: str | tuple[str, ...] | None = None
-    api_key: str | None = None
-    family: str | None = None
-    truncate_dim: int | None = None
-    max_pixels: int | None = None
-    dtype: str | None = None
-    base_model: str | None = None
-    device: str | None = None
-
-    def build(self) -> Any:
-        """The encoder (not loaded: the weights load on first use, or with ``.load()``)."""
-        if self.remote is not None:
-            from .remote import RemoteEncoder
-
-            urls: Any = self.remote if isinstance(self.remote, str) or len(self.remote) != 1 else self.remote[0]
-            return RemoteEncoder(
-                urls,
-                api_key=self.api_key,
-                family=self.family,
-                truncate_dim=self.truncate_dim,
-                max_pixels=self.max_pixels,
-            )
-        from .loading import DEFAULT_MODEL
-        from .local import VLM2VecEncoder
-
-        return VLM2VecEncoder(
-            self.model or DEFAULT_MODEL,
-            family=self.family,
-            truncate_dim=self.truncate_dim,
-            max_pixels=self.max_pixels,
-            dtype=self.dtype,
-            base_model=self.base_model,
-            device=self.device,
-        )
 
 
 def index_with_ray(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -230,3 +231,46 @@ def _collect(
 def _stack(rows: dict[int, np.ndarray], inputs: Sequence[Any], encoder: Encoder) -> np.ndarray:
     kept = [rows[i] for i in range(len(inputs)) if i in rows]
     return np.stack(kept).astype(np.float32) if kept else np.zeros((0, encoder.dim), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder as options name it (the CLI's, or what each Ray actor builds its own from: an encoder object
+    itself does not travel, it holds a model). ``remote``: one URL or several (``RemoteEncoder``'s); otherwise
+    ``model`` (default VLM2Vec-V2) loads locally, on first use."""
+
+    model: str | None = None
+    remote: str | tuple[str, ...] | None = None
+    api_key: str | None = None
+    family: str | None = None
+    truncate_dim: int | None = None
+    max_pixels: int | None = None
+    dtype: str | None = None
+    base_model: str | None = None
+    device: str | None = None
+
+    def build(self) -> Any:
+        """The encoder (not loaded: the weights load on first use, or with ``.load()``)."""
+        if self.remote is not None:
+            from .remote import RemoteEncoder
+
+            urls: Any = self.remote if isinstance(self.remote, str) or len(self.remote) != 1 else self.remote[0]
+            return RemoteEncoder(
+                urls,
+                api_key=self.api_key,
+                family=self.family,
+                truncate_dim=self.truncate_dim,
+                max_pixels=self.max_pixels,
+            )
+        from .loading import DEFAULT_MODEL
+        from .local import VLM2VecEncoder
+
+        return VLM2VecEncoder(
+            self.model or DEFAULT_MODEL,
+            family=self.family,
+            truncate_dim=self.truncate_dim,
+            max_pixels=self.max_pixels,
+            dtype=self.dtype,
+            base_model=self.base_model,
+            device=self.device,
+        )
