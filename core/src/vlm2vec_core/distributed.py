@@ -38,6 +38,7 @@ import numpy as np
 from .documents import clip_sampler, default_cache_dir, iter_items
 from .errors import InputError, require_extra
 from .indexer import IndexReport, check_store, plan_files, task_for_kind
+from .pipeline import _fitted, fitting_of
 from .protocol import EncoderSpec, encode_by_task
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
@@ -161,6 +162,7 @@ def index_with_ray(
                 "clip_seconds": clip_seconds,
                 "tasks": dict(task_for_kind(encoder)),
                 "sampler": clip_sampler(encoder),
+                "fitting": fitting_of(encoder),  # pages and clips travel at the model's size, fitted on the CPUs
                 "timeout": file_timeout,
             },
             actors=actors,
@@ -278,6 +280,7 @@ def _render_file(
     clip_seconds: float,
     tasks: Mapping[str, str],
     sampler: Any,
+    fitting: Any = None,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """One file as rows, in a Ray CPU task: its items (what to embed, pickled) and a last row with their count
@@ -289,7 +292,9 @@ def _render_file(
     if timed:
         signal.setitimer(signal.ITIMER_REAL, float(timeout or 0))
     try:
-        return _file_rows(row, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, tasks=tasks, sampler=sampler)
+        return _file_rows(
+            row, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, tasks=tasks, sampler=sampler, fitting=fitting
+        )
     finally:
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -303,6 +308,7 @@ def _file_rows(
     clip_seconds: float,
     tasks: Mapping[str, str],
     sampler: Any,
+    fitting: Any = None,
 ) -> list[dict[str, Any]]:
     source, digest = str(row["source"]), str(row["digest"])
     already = set(row["stored"])
@@ -324,13 +330,23 @@ def _file_rows(
         elif item.kind == "image":  # its bytes: the encoder opens them as it opens the file
             payload = path.read_bytes()
         else:
-            payload = pickle.dumps(item.to_input())
+            payload = pickle.dumps(_fitted_input(item, fitting))
         meta = {**item.metadata(), "source": source}
         out.append(_row(_STORED if done else _ITEM, source, digest, item.id, item.kind, tasks[item.kind],
                         item.label, json.dumps(meta), payload))  # fmt: skip
     problems = [{"reason": e.reason, "location": e.location or ""} for e in errors]
     out.append(_row(_END, source, digest, "", "", "", str(len(out)), json.dumps(problems), b""))
     return out
+
+
+def _fitted_input(item: Any, fitting: Any) -> Any:
+    """A page's or a clip's Input at the model's size (as the one-machine pipeline's workers make it: the same
+    pixels the encoder would fit), so the actors neither receive nor resize full renders; as rendered when it
+    cannot be fitted (the encoder then reports it as it would)."""
+    if fitting is None:
+        return item.to_input()
+    entry = _fitted(item, fitting)
+    return entry.input if entry.input is not None else item.to_input()
 
 
 def _row(
