@@ -132,6 +132,12 @@ def content_parts(
 
 def chat_messages(item: Prepared, fmt: str = "png") -> list[dict[str, Any]]:
     """A chat-prompt family's item as messages: its system turn, then the user turn (videos, images, text)."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": item.system}] if item.system else []
+    return [*messages, {"role": "user", "content": _user_parts(item, fmt)}]
+
+
+def _user_parts(item: Prepared, fmt: str) -> list[dict[str, Any]]:
+    """An item's content parts in the chat-prompt families' order: its video, its image, then its text."""
     parts: list[dict[str, Any]] = []
     if item.frames is not None:
         parts.append({"type": "video_url", "video_url": {"url": video_url(item.frames, fmt)}})
@@ -139,8 +145,7 @@ def chat_messages(item: Prepared, fmt: str = "png") -> list[dict[str, Any]]:
         parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
     if item.text is not None:
         parts.append({"type": "text", "text": item.text})
-    messages: list[dict[str, Any]] = [{"role": "system", "content": item.system}] if item.system else []
-    return [*messages, {"role": "user", "content": parts}]
+    return parts
 
 
 def decode_embeddings(body: dict[str, Any], expected: int) -> np.ndarray:
@@ -409,14 +414,7 @@ def rerank_part(item: Prepared, fmt: str = "png") -> str | dict[str, Any]:
     """A query or document of a rerank request: its text, or ``{"content": [parts]}`` when it has media."""
     if item.image is None and item.frames is None:
         return item.text or ""
-    parts: list[dict[str, Any]] = []
-    if item.frames is not None:
-        parts.append({"type": "video_url", "video_url": {"url": video_url(item.frames, fmt)}})
-    if item.image is not None:
-        parts.append({"type": "image_url", "image_url": {"url": image_data_url(item.image, fmt)}})
-    if item.text is not None:
-        parts.append({"type": "text", "text": item.text})
-    return {"content": parts}
+    return {"content": _user_parts(item, fmt)}
 
 
 @dataclass(frozen=True)
