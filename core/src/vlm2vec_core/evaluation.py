@@ -585,15 +585,12 @@ def evaluate(
     ``candidates``. ``kinds``: search only these kinds (page, clip, image). Bad queries and references that
     match nothing indexed are in ``result.problems``; the rest is evaluated. ``progress``: a tqdm-like bar.
     """
-    from .indexer import KINDS, check_store, rerank_hits, task_for_kind
+    from .indexer import check_store, rerank_hits, task_for_kind, wanted_kinds
 
     qset = as_query_set(queries)
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
-    wanted = list(kinds or KINDS)
-    for kind in wanted:
-        if kind not in KINDS:
-            raise ValueError(f"unknown type {kind!r}: use {', '.join(KINDS)}")
+    wanted = wanted_kinds(kinds)
     check_store(encoder, store)
     tasks = task_for_kind(encoder)
     wanted = [k for k in wanted if k in tasks]  # a kind the family does not take is not in the store

@@ -477,23 +477,36 @@ def remove_paths(store: VectorStore, paths: Iterable[str | Path]) -> tuple[int, 
     return removed, sorted(sources), sorted(set(twins))
 
 
-def search(
-    query: str, encoder: Encoder, store: VectorStore, *, k: int = 5, kinds: Sequence[str] | None = None
-) -> list[Hit]:
-    """The best ``k`` items for a text query; each kind is searched with its own task's query preset (the
-    family's), and kinds the family does not take (UniME-V2: clips) are skipped: the store holds none."""
-    check_store(encoder, store)
-    tasks = task_for_kind(encoder)
+def wanted_kinds(kinds: Sequence[str] | None) -> list[str]:
+    """The kinds asked for (all of them for None), or a ValueError naming the choices."""
     wanted = list(kinds or KINDS)
     for kind in wanted:
         if kind not in KINDS:
             raise ValueError(f"unknown type {kind!r}: use {', '.join(KINDS)}")
+    return wanted
+
+
+def search(
+    query: Any,
+    encoder: Encoder,
+    store: VectorStore,
+    *,
+    k: int = 5,
+    kinds: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+) -> list[Hit]:
+    """The best ``k`` items for a query (a text, or an Input such as an image); each kind is searched with its
+    own task's query preset (the family's), and kinds the family does not take (UniME-V2: clips) are skipped:
+    the store holds none. ``sources``: only these files' items (see ``VectorStore.query``)."""
+    check_store(encoder, store)
+    tasks = task_for_kind(encoder)
+    within = {"sources": sources} if sources is not None else {}
     hits: list[Hit] = []
-    for kind in wanted:
+    for kind in wanted_kinds(kinds):
         if kind not in tasks:  # the family takes no such items, so the store holds none
             continue
         vector = encoder.encode_queries([query], task=tasks[kind])[0]
-        hits.extend(store.query(np.asarray(vector), k, kinds=[kind]))
+        hits.extend(store.query(np.asarray(vector), k, kinds=[kind], **within))
     return sorted(hits, key=lambda h: h.score, reverse=True)[:k]
 
 

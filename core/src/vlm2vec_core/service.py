@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import InputError
 from .store import FileRecord, Hit, VectorStore
 from .types import Input
@@ -55,15 +53,12 @@ class SearchService:
         when a reranker is configured; True without one is an error. Hits the reranker cannot read (a file gone)
         are dropped and recorded in ``errors`` (logged without it).
         """
-        from .indexer import KINDS, rerank_hits, task_for_kind
+        from .indexer import rerank_hits, search, wanted_kinds
 
         query = _query(text, image)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        wanted = list(kinds or KINDS)
-        for kind in wanted:
-            if kind not in KINDS:
-                raise ValueError(f"unknown type {kind!r}: use {', '.join(KINDS)}")
+        wanted = wanted_kinds(kinds)
         if rerank and self.reranker is None:
             raise ValueError("no reranker is configured (start with --rerank MODEL or --rerank URL)")
         reranking = self.reranker is not None if rerank is None else rerank
@@ -71,16 +66,7 @@ class SearchService:
         if sources is not None and not sources:
             return []
         depth = max(k, self.candidates) if reranking else k
-        tasks = task_for_kind(self.encoder)
-        hits: list[Hit] = []
-        for kind in wanted:
-            if kind not in tasks:  # the family takes no such items, so the store holds none
-                continue
-            vector = self.encoder.encode_queries([query], task=tasks[kind])[0]
-            extra = {"sources": sources} if sources is not None else {}
-            hits.extend(self.store.query(np.asarray(vector), depth, kinds=[kind], **extra))
-        hits.sort(key=lambda h: h.score, reverse=True)
-        hits = hits[:depth]
+        hits = search(query, self.encoder, self.store, k=depth, kinds=wanted, sources=sources)
         if not reranking:
             return hits[:k]
         return rerank_hits(query, hits, self.reranker, top_n=k, encoder=self.encoder, errors=errors)
