@@ -318,23 +318,25 @@ def _rerank_input(spec: ItemSpec, reranker: Any, config: ServerConfig) -> Any:
     if spec.image is not None:
         image = decode_image(spec.image, max_decode_pixels=limits.max_decode_pixels)
     if spec.video is not None:
-        got = decode_video_frames(
-            spec.video,
-            max_frames=config.max_frames,
-            max_decode_pixels=limits.max_decode_pixels,
-            max_bytes=config.max_body_bytes,
-        )
-        try:
-            video = (
-                _video_file(got, spec.video.where, limits, reranker.family.media, config.video_timeout).frames
-                if isinstance(got, bytes)
-                else got
-            )
-        except InputError as exc:
-            raise RequestError(422, f"{spec.video.where}: {exc.reason}") from exc
+        got = _spec_video(spec.video, limits, reranker.family.media, config)
+        video = got if isinstance(got, list) else got.frames
     if image is None and video is None:
         return Input(text=spec.text or "")
     return Input(text=spec.text, image=image, video=video)
+
+
+def _spec_video(video: Any, limits: Any, profile: Any, config: ServerConfig) -> Any:
+    """A request's video part: its frames as sent (a list, to be fitted by the caller's rules), or an uploaded
+    file sampled and fitted in an isolated worker (a VideoPrep); a bad one is a 422 naming the part."""
+    got = decode_video_frames(
+        video, max_frames=config.max_frames, max_decode_pixels=limits.max_decode_pixels, max_bytes=config.max_body_bytes
+    )
+    if not isinstance(got, bytes):
+        return got
+    try:
+        return _video_file(got, video.where, limits, profile, config.video_timeout)
+    except InputError as exc:
+        raise RequestError(422, f"{video.where}: {exc.reason}") from exc
 
 
 def _dimensions(body: Any, family: Any, dim: int) -> int | None:
@@ -372,18 +374,9 @@ def _prepare_spec(spec: ItemSpec, index: int, encoder: Any, config: ServerConfig
     if spec.video is not None:
         if profile.video == "none":
             raise RequestError(422, f"{spec.video.where}: {profile.title} takes no video")
-        got = decode_video_frames(
-            spec.video,
-            max_frames=config.max_frames,
-            max_decode_pixels=limits.max_decode_pixels,
-            max_bytes=config.max_body_bytes,
-        )
+        got = _spec_video(spec.video, limits, profile, config)
         try:
-            video = (
-                _video_file(got, spec.video.where, limits, profile, config.video_timeout)
-                if isinstance(got, bytes)
-                else (video_prep(got, limits, profile))
-            )
+            video = video_prep(got, limits, profile) if isinstance(got, list) else got
         except InputError as exc:
             raise RequestError(422, f"{spec.video.where}: {exc.reason}") from exc
     instruction = spec.instruction if spec.instruction is not None else Instruction()
