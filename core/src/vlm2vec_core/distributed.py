@@ -27,7 +27,8 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -286,15 +287,20 @@ def _render_file(
     """One file as rows, in a Ray CPU task: its items (what to embed, pickled) and a last row with their count
     and the file's problems. With ``timeout``, a file that takes longer (a decoder looping on a forged file,
     in native code where no exception reaches) ends the worker process: SIGALRM's default action."""
+    with _alarm(timeout):
+        return _file_rows(row, cache_dir, dpi, clip_seconds, tasks, sampler, fitting)
+
+
+@contextmanager
+def _alarm(timeout: float | None) -> Iterator[None]:
+    """SIGALRM after ``timeout`` seconds (its default action ends the process), where that is possible."""
     import signal
 
     timed = timeout is not None and hasattr(signal, "setitimer") and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
     if timed:
         signal.setitimer(signal.ITIMER_REAL, float(timeout or 0))
     try:
-        return _file_rows(
-            row, cache_dir=cache_dir, dpi=dpi, clip_seconds=clip_seconds, tasks=tasks, sampler=sampler, fitting=fitting
-        )
+        yield
     finally:
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -302,13 +308,12 @@ def _render_file(
 
 def _file_rows(
     row: dict[str, Any],
-    *,
     cache_dir: str,
     dpi: float,
     clip_seconds: float,
     tasks: Mapping[str, str],
     sampler: Any,
-    fitting: Any = None,
+    fitting: Any,
 ) -> list[dict[str, Any]]:
     source, digest = str(row["source"]), str(row["digest"])
     already = set(row["stored"])
