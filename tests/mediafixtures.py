@@ -75,6 +75,23 @@ def pdf_bytes(n_pages: int = 3, size: tuple[int, int] = (612, 792), seed: int = 
     return buffer.getvalue()
 
 
+def write_raw_pdf(path: str | Path, objects: Sequence[bytes] | dict[int, bytes]) -> Path:
+    """A PDF written byte by byte from its objects' bodies (numbered from 1, in order; the catalog first), with
+    an exact cross-reference table: for page trees and streams Pillow cannot write."""
+    numbered = dict(enumerate(objects, 1)) if not isinstance(objects, dict) else objects
+    out, offsets = bytearray(b"%PDF-1.4\n"), {}
+    for number in sorted(numbered):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + numbered[number] + b"\nendobj\n"
+    xref, size = len(out), max(numbered) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, size))
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+    target = Path(path)
+    target.write_bytes(bytes(out))
+    return target
+
+
 def make_encrypted_pdf(path: str | Path, password: str, n_pages: int = 2) -> Path:
     """Write a PDF encrypted with ``password`` (needs the ``pypdf`` test dependency)."""
     from pypdf import PdfReader, PdfWriter

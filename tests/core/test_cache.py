@@ -53,16 +53,7 @@ def text_pdf(path: Path, n_pages: int, *, lines: int = 58, words: int = 15, seed
         )
         kids.append(b"%d 0 R" % page)
     objects[2] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), n_pages)
-    out, offsets = bytearray(b"%PDF-1.4\n"), {}
-    for number in sorted(objects):
-        offsets[number] = len(out)
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
-    xref, size = len(out), max(objects) + 1
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
-    out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in range(1, size))
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return mediafixtures.write_raw_pdf(path, objects)
 
 
 def _cache_files(cache: Path) -> list[Path]:

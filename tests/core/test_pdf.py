@@ -23,17 +23,7 @@ def pdf3(tmp_path: Path) -> Path:
 def _zero_page_pdf(path: Path) -> Path:
     """A syntactically valid PDF whose page tree is empty (Pillow cannot write one)."""
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return mediafixtures.write_raw_pdf(path, objects)
 
 
 def test_pages_numbers_count_and_mode(pdf3: Path) -> None:

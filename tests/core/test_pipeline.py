@@ -17,7 +17,7 @@ import pytest
 from test_isolation import forged_avi
 from test_pdf_hardening import _claiming
 
-from mediafixtures import make_image, make_pdf, make_video
+from mediafixtures import make_image, make_pdf, make_video, write_raw_pdf
 from vlm2vec_core.documents import file_digest
 from vlm2vec_core.fake import FakeEncoder
 from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
@@ -42,17 +42,7 @@ def slow_pdf(path: Path, draws: int = 200_000, side: int = 64) -> Path:
         b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         image % (side, side) + b" /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return write_raw_pdf(path, objects)
 
 
 def descendants() -> list[tuple[int, str]]:
