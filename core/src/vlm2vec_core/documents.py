@@ -47,13 +47,19 @@ def kind_of(path: str | os.PathLike[str]) -> Literal["pdf", "video", "image"] | 
     return None
 
 
-def walk(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> Iterator[Path]:
-    """The PDFs, videos and images among ``paths`` and inside the folders among them, in a stable order."""
+def walk(
+    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True, skipped: list[Path] | None = None
+) -> Iterator[Path]:
+    """The PDFs, videos and images among ``paths`` and inside the folders among them, in a stable order.
+    ``skipped``: the other files found inside the folders (not hidden ones) are added to it."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found = path.rglob("*") if recursive else path.glob("*")
-            yield from sorted(p for p in found if p.is_file() and kind_of(p) and not p.name.startswith("."))
+            files = sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+            if skipped is not None:
+                skipped.extend(p for p in files if kind_of(p) is None)
+            yield from (p for p in files if kind_of(p))
         else:
             yield path
 

@@ -174,10 +174,10 @@ def plan_files(
     tasks = task_for_kind(encoder)
     roots = [Path(p) for p in paths]
     present = [r for r in roots if r.exists() or not prune]  # with --prune, a folder that is gone is pruned
-    report.skipped.extend(str(p) for p in _unsupported(present))
+    skipped: list[Path] = []
     seen: dict[str, str] = {}
     files: list[tuple[str, str, str]] = []
-    for path in walk(present):
+    for path in walk(present, skipped=skipped):
         source = str(path.resolve())
         file_kind = kind_of(path)
         if file_kind is None:
@@ -190,6 +190,7 @@ def plan_files(
             continue
         seen[source] = digest
         files.append((source, digest, file_kind))
+    report.skipped.extend(map(str, skipped))
     known = _known(store)
     _follow_moves(store, files, known, report)
     changed = {source for source, digest, _ in files if known.get(source) and digest not in known[source]}
@@ -237,14 +238,6 @@ def _follow_moves(
         known.setdefault(source, set()).add(digest)
         report.moved.append((old, source))
         log.info("%s moved to %s: its entries follow it", old, source)
-
-
-def _unsupported(roots: Iterable[Path]) -> Iterator[Path]:
-    """The files inside the folders among ``roots`` that ``walk`` leaves out (not a PDF, video or image)."""
-    for root in roots:
-        if root.is_dir():
-            found = (p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-            yield from sorted(p for p in found if kind_of(p) is None)
 
 
 @dataclass
