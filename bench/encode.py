@@ -79,7 +79,7 @@ def run_encode(encoder: Any, label: str, items: list[Any], load_seconds: float, 
 
 def bench_features(encoder: Any, pages: list[Any], repeats: int = 3) -> dict[str, Any]:
     """Our patching (uint8 patches, float work on the device) beside transformers' processor for the backbone."""
-    from vlm2vec_core.prepare import prepare_all
+    from vlm2vec_core.media.prepare import prepare_all
 
     task = encoder.family.task_for_kind["page"]
     batch = list(

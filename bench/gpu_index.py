@@ -31,10 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def forward_only(encoder: Any, pdf: Path, dpi: float, batch_size: int, repeats: int) -> dict[str, Any]:
     """Pages/s of the model's forward pass alone: pages rendered, fitted, prompted and turned into features
     first (untimed), then only the forward passes timed (the device synchronised at the end)."""
-    from vlm2vec_core.local import _length_sorted_batches
-    from vlm2vec_core.pdf import pdf_pages
-    from vlm2vec_core.prepare import prepare
-    from vlm2vec_core.runner import torch_module
+    from vlm2vec_core.encoders.local import _length_sorted_batches
+    from vlm2vec_core.encoders.runner import torch_module
+    from vlm2vec_core.media.pdf import pdf_pages
+    from vlm2vec_core.media.prepare import prepare
     from vlm2vec_core.tasks import resolve_instruction
     from vlm2vec_core.types import Input
 
@@ -60,9 +60,9 @@ def forward_only(encoder: Any, pdf: Path, dpi: float, batch_size: int, repeats: 
 
 
 def end_to_end(encoder: Any, pdf: Path, work: Path, dpi: float, batch_size: int, chunk_size: int) -> dict[str, Any]:
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.pipeline import auto_workers
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.pipeline import auto_workers
+    from vlm2vec_core.index.store import ChromaStore
 
     store = ChromaStore.open(db=work / "db")
     encoder.timings.clear()
@@ -98,7 +98,7 @@ def main() -> int:
 
     from index import make_pdf  # bench/index.py: drawn letter pages (chart, diagram, table, photo)
     from vlm2vec_core import VLM2VecEncoder
-    from vlm2vec_core.runner import torch_module
+    from vlm2vec_core.encoders.runner import torch_module
 
     torch = torch_module()
     if not args.cpu_tiny and not torch.cuda.is_available():

@@ -101,9 +101,9 @@ def stage_ms(pdf: Path, dpi: float, encoder: Any) -> dict[str, float]:
     of the fitted pixels the worker sends back (there and back)."""
     import pickle
 
-    from vlm2vec_core.documents import _from_smaller, thumbnail_bytes
-    from vlm2vec_core.pdf import pdf_pages
-    from vlm2vec_core.pipeline import fitting_of
+    from vlm2vec_core.index.pipeline import fitting_of
+    from vlm2vec_core.media.documents import _from_smaller, thumbnail_bytes
+    from vlm2vec_core.media.pdf import pdf_pages
 
     fitting = fitting_of(encoder)
     assert fitting is not None
@@ -132,8 +132,8 @@ def du_kib(folder: Path) -> float:
 
 def index_run(pdf: Path, encoder: Any, work: Path, dpi: float, workers: int | None, **kw: Any) -> dict[str, Any]:
     """``index_paths`` of ``pdf`` into a fresh embedded store and cache: pages/s, cache KiB per page, vectors."""
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     store = ChromaStore.open(db=work / "db")
     started = time.perf_counter()
@@ -159,7 +159,7 @@ def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_second
     import numpy as np
 
     from vlm2vec_core import FakeEncoder, VLM2VecEncoder
-    from vlm2vec_core.pipeline import auto_workers
+    from vlm2vec_core.index.pipeline import auto_workers
 
     pdf = make_pdf(work / f"pipeline-{pages}.pdf", pages)
     auto = auto_workers()
@@ -191,7 +191,7 @@ def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_second
     same = all(np.array_equal(tiny0["vectors"][k], tinyw["vectors"][k]) for k in tiny0["vectors"])
 
     from remote import Server  # bench/remote.py: `vlm2vec serve` on a free loopback port
-    from vlm2vec_core.remote import RemoteEncoder
+    from vlm2vec_core.encoders.remote import RemoteEncoder
 
     server = Server(model, work / "serve.log").wait()
     try:
@@ -241,8 +241,8 @@ def pipeline_table(model: Path, work: Path, pages: int, dpi: float, video_second
 def index_once(model: Path, pdf: Path, work: Path, dpi: float, batch_size: int) -> dict[str, Any]:
     """Load the encoder, index ``pdf`` into a fresh embedded Chroma store; timings and the peak RSS."""
     from vlm2vec_core import VLM2VecEncoder
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     started = time.perf_counter()
     encoder = VLM2VecEncoder(model, device="cpu").load()

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vlm2vec_core.pdf import pdf_pages
-from vlm2vec_core.video import video_clips
+from vlm2vec_core.media.pdf import pdf_pages
+from vlm2vec_core.media.video import video_clips
 
 _COLOURS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 180, 20), (150, 50, 180), (20, 170, 180)]
 

@@ -41,7 +41,7 @@ class Server(Service):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("vlm2vec")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vlm2vec_core.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vlm2vec_core.apps.cli"]
         cmd += ["serve", "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *extra]
         env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEYS"} | {"HF_HUB_OFFLINE": "1"}
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # what `vlm2vec serve` sets (server.prefer_sleeping_threads)
@@ -88,8 +88,8 @@ def wire_costs(page: Any, side: int) -> dict[str, dict[str, float]]:
     import numpy as np
     from PIL import Image
 
-    from vlm2vec_core.media import fit_image
-    from vlm2vec_core.wire import decode_image_url, image_data_url
+    from vlm2vec_core.encoders.wire import decode_image_url, image_data_url
+    from vlm2vec_core.media.images import fit_image
 
     rng = np.random.default_rng(1)
     photo = fit_image(Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)))
@@ -108,7 +108,7 @@ def wire_costs(page: Any, side: int) -> dict[str, dict[str, float]]:
 
 def request_bodies(texts: list[str], images: list[Any], max_pixels: int) -> dict[str, list[dict[str, Any]]]:
     """One body per item, built by the client's own code path (RemoteEncoder._plan)."""
-    from vlm2vec_core.remote import RemoteEncoder
+    from vlm2vec_core.encoders.remote import RemoteEncoder
     from vlm2vec_core.tasks import resolve_instruction
 
     enc = RemoteEncoder("http://127.0.0.1:9", family="vlm2vec-v2", max_pixels=max_pixels)  # plans, never connects
@@ -148,7 +148,7 @@ def main() -> int:
 
     from encode import make_pdf
     from vlm2vec_core import VLM2VecEncoder, pdf_pages
-    from vlm2vec_core.remote import RemoteEncoder
+    from vlm2vec_core.encoders.remote import RemoteEncoder
 
     with tempfile.TemporaryDirectory(prefix="vlm2vec-bench-remote-") as tmp_name:
         tmp = Path(tmp_name)

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from vlm2vec_core import ModelNotFoundError, VLM2VecEncoder
-from vlm2vec_core.chat import ChatConfig, ask
-from vlm2vec_core.indexer import index_paths, search
-from vlm2vec_core.remote import RemoteEncoder
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.apps.chat import ChatConfig, ask
+from vlm2vec_core.encoders.remote import RemoteEncoder
+from vlm2vec_core.index.indexer import index_paths, search
+from vlm2vec_core.index.store import ChromaStore
 
 DATA = Path(__file__).resolve().parent / "data"
 

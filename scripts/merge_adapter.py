@@ -5,7 +5,7 @@
         --out /models/vlm2vec-v2-merged --plain-rope
 
 vLLM cannot apply an adapter to this model, so it serves the merged copy. The merge is the one the local
-encoder does at load time (``vlm2vec_core.loading``: the adapter's 4.x keys re-keyed, every weight must land),
+encoder does at load time (``vlm2vec_core.encoders.loading``: the adapter's 4.x keys re-keyed, every weight must land),
 computed in float32 and then cast to ``--dtype``. The saved directory holds the weights, the tokenizer, the
 processor with the pixel limits VLM2Vec was trained with (3,136 to 1,003,520 pixels, images and video frames)
 and the chat template that emits the raw prompt (``vlm2vec_core/templates/vlm2vec_v2.jinja``).
@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlm2vec_core.loading import merge_adapter, resolve_checkpoint
-from vlm2vec_core.media import MAX_PIXELS, MIN_PIXELS
+from vlm2vec_core.encoders.loading import merge_adapter, resolve_checkpoint
+from vlm2vec_core.media.images import MAX_PIXELS, MIN_PIXELS
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "core/src/vlm2vec_core/templates/vlm2vec_v2.jinja"
 TRANSFORMERS_DEFAULT_MROPE = [16, 24, 24]  # what transformers uses when the config names no section

@@ -13,7 +13,7 @@ import mediafixtures
 chromadb = pytest.importorskip("chromadb")
 
 from vlm2vec_core import FakeEncoder, Input, VLM2VecEncoder, video_clips  # noqa: E402
-from vlm2vec_core.embedding_function import VLM2VecEmbeddingFunction  # noqa: E402
+from vlm2vec_core.index.embedding_function import VLM2VecEmbeddingFunction  # noqa: E402
 
 
 def test_same_vectors_as_the_encoder(tiny_encoder: VLM2VecEncoder, tmp_path: Path):
@@ -68,7 +68,7 @@ def test_family_and_truncation_are_in_the_config_and_reach_the_encoder(tmp_path:
 
 
 def test_a_collection_records_the_model_and_refuses_another_family(tmp_path: Path):
-    from vlm2vec_core.store import IndexMismatch
+    from vlm2vec_core.index.store import IndexMismatch
 
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     ef = VLM2VecEmbeddingFunction(encoder=FakeEncoder(32, model_name="VLM2Vec/VLM2Vec-V2.0"))

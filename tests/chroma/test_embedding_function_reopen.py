@@ -13,12 +13,12 @@ import pytest
 chromadb = pytest.importorskip("chromadb")
 
 from vlm2vec_core import VLM2VecEncoder  # noqa: E402
-from vlm2vec_core.embedding_function import VLM2VecEmbeddingFunction  # noqa: E402
+from vlm2vec_core.index.embedding_function import VLM2VecEmbeddingFunction  # noqa: E402
 
 SCRIPT = """
 import json, sys
 import chromadb
-import vlm2vec_core.embedding_function  # registers "vlm2vec" with chromadb: the one import the docs name
+import vlm2vec_core.index.embedding_function  # registers "vlm2vec" with chromadb: the one import the docs name
 
 col = chromadb.PersistentClient(path=sys.argv[1]).get_collection("docs")
 ef = col.configuration["embedding_function"]

@@ -12,7 +12,7 @@ chromadb = pytest.importorskip("chromadb")
 
 from vlm2vec_core import FakeEncoder  # noqa: E402
 from vlm2vec_core.families import vector_signature  # noqa: E402
-from vlm2vec_core.store import (  # noqa: E402
+from vlm2vec_core.index.store import (  # noqa: E402
     ChromaStore,
     DimensionMismatch,
     IndexMismatch,

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("chromadb")
 
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.store import ChromaStore
 
 # Five items in three files, vectors at known angles from the query (1, 0, 0, 0): a-p1 is the nearest, then
 # b-p1, c-img, a-c0, b-c0.
@@ -61,7 +61,7 @@ def test_k_counts_the_filtered_hits(store: ChromaStore) -> None:
 
 
 def test_a_folders_sources_from_the_ledger(store: ChromaStore) -> None:
-    from vlm2vec_core.store import FileRecord
+    from vlm2vec_core.index.store import FileRecord
 
     for _, source, *_ in ITEMS:
         store.mark_file(FileRecord(source, "d-" + Path(source).name, 1, 1.0))

@@ -23,8 +23,8 @@ def cli_env(**extra: str) -> dict[str, str]:
 def run_cli(
     *args: str | Path, cwd: Path | None = None, timeout: float = 240, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m vlm2vec_core.cli ARGS`` to completion, output captured as text."""
-    cmd = [sys.executable, "-m", "vlm2vec_core.cli", *map(str, args)]
+    """``python -m vlm2vec_core.apps.cli ARGS`` to completion, output captured as text."""
+    cmd = [sys.executable, "-m", "vlm2vec_core.apps.cli", *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
 
 

@@ -9,7 +9,7 @@ import pytest
 from clihelp import CHAT_ENV, Indexed, run_cli, store_args
 
 from fakechat import FakeChat
-from vlm2vec_core import cli
+from vlm2vec_core.apps import cli
 
 QUESTION = "Which page shows the red circle?"
 
@@ -74,8 +74,8 @@ def test_flags_configure_the_chat_model_and_a_failure_is_one_line(
 
 @pytest.mark.parametrize("kind", ["page", "image"])
 def test_a_hit_whose_image_is_gone_is_sent_as_its_label(indexed: Indexed, tmp_path: Path, kind: str) -> None:
-    from vlm2vec_core.chat import build_messages
-    from vlm2vec_core.store import Hit
+    from vlm2vec_core.apps.chat import build_messages
+    from vlm2vec_core.index.store import Hit
 
     hit = Hit("x", 0.5, {"kind": kind, "file_name": "a.pdf", "page": 1, "image_path": str(tmp_path / "gone.png")})
     content = build_messages("q?", [hit])[-1]["content"]

@@ -11,8 +11,8 @@ from clihelp import PDF_PAGES, run_cli
 
 from mediafixtures import make_image, make_pdf
 from procs import ChromaServer
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 
 def test_index_and_search_through_a_chroma_server(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from clihelp import Indexed, run_cli, store_args
 
-from vlm2vec_core.remote import RemoteEncoder
+from vlm2vec_core.encoders.remote import RemoteEncoder
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

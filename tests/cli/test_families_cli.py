@@ -12,12 +12,13 @@ import pytest
 from clihelp import Indexed, run_cli, store_args
 
 from mediafixtures import make_image, make_pdf, make_video
-from vlm2vec_core import FakeEncoder, cli
+from vlm2vec_core import FakeEncoder
+from vlm2vec_core.apps import cli
+from vlm2vec_core.encoders.loading import DEFAULT_MODEL
 from vlm2vec_core.families import FAMILIES
 from vlm2vec_core.families.vlm2vec import VLM2VEC_V2
-from vlm2vec_core.indexer import index_paths, search
-from vlm2vec_core.loading import DEFAULT_MODEL
-from vlm2vec_core.store import ChromaStore, IndexMismatch
+from vlm2vec_core.index.indexer import index_paths, search
+from vlm2vec_core.index.store import ChromaStore, IndexMismatch
 
 
 class Spy(FakeEncoder):
@@ -255,7 +256,7 @@ def test_serve_passes_family_truncation_pixels_and_dtype(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     served: list[Any] = []
-    monkeypatch.setattr("vlm2vec_core.server.serve", lambda encoder, config, **kw: served.append(encoder))
+    monkeypatch.setattr("vlm2vec_core.apps.server.serve", lambda encoder, config, **kw: served.append(encoder))
     flags = ["--family", "vlm2vec-v1", "--max-pixels", "50176", "--dtype", "float32"]
     assert cli.main(["serve", "--model", str(tiny_model_dir), *flags]) == 0
     (encoder,) = served

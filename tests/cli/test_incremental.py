@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from mediafixtures import make_image, make_pdf
-from vlm2vec_core.documents import file_digest
-from vlm2vec_core.indexer import index_paths, search
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths, search
+from vlm2vec_core.index.store import ChromaStore
+from vlm2vec_core.media.documents import file_digest
 
 
 class Counting:
@@ -220,7 +220,7 @@ def test_files_that_are_not_media_are_counted_in_the_summary(tmp_path: Path, enc
 @pytest.mark.parametrize("workers", [0, 2])
 def test_an_encrypted_pdf_needs_the_password(tmp_path: Path, workers: int) -> None:
     from mediafixtures import make_encrypted_pdf
-    from vlm2vec_core.fake import FakeEncoder
+    from vlm2vec_core.encoders.fake import FakeEncoder
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -10,8 +10,8 @@ from clihelp import run_cli, store_args
 
 from mediafixtures import make_image, make_pdf
 from vlm2vec_core import FakeEncoder
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 
 def _indexed(tmp: Path) -> Path:

@@ -9,10 +9,10 @@ from clihelp import GOOD_ITEMS, Indexed, run_cli, store_args
 from PIL import Image
 
 from vlm2vec_core import VLM2VecEncoder
-from vlm2vec_core.documents import input_for_metadata
-from vlm2vec_core.indexer import TASK_FOR_KIND, rerank_hits, search
+from vlm2vec_core.index.indexer import TASK_FOR_KIND, rerank_hits, search
+from vlm2vec_core.index.store import ChromaStore
+from vlm2vec_core.media.documents import input_for_metadata
 from vlm2vec_core.rerank import FakeReranker, Reranker
-from vlm2vec_core.store import ChromaStore
 
 
 def test_search_reranks_the_candidates(indexed: Indexed, tiny_model_dir: Path, tiny_reranker_dir: Path, tmp_path: Path):

@@ -16,7 +16,7 @@ import chromadb
 from clihelp import cli_env, model_args, run_cli, store_args
 
 from mediafixtures import make_pdf
-from vlm2vec_core.documents import file_digest
+from vlm2vec_core.media.documents import file_digest
 
 PAGES = 40
 
@@ -44,7 +44,7 @@ def _rows(db: Path) -> int:
 def test_killed_mid_run_then_resumed_stores_every_page_once(tmp_path: Path, tiny_model_dir: Path) -> None:
     pdf = make_pdf(tmp_path / "long.pdf", PAGES, size=(306, 396))
     args = ["index", pdf, *store_args(tmp_path), *model_args(tiny_model_dir, tmp_path), "--dpi", "72"]
-    cmd = [sys.executable, "-m", "vlm2vec_core.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "vlm2vec_core.apps.cli", *map(str, args)]
     log = tmp_path / "first.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=cli_env())

@@ -13,10 +13,10 @@ import pytest
 from clihelp import GOOD_ITEMS, PDF_PAGES, Indexed, run_cli, store_args
 from PIL import Image
 
-from vlm2vec_core import cli
-from vlm2vec_core.indexer import search
-from vlm2vec_core.sheet import HEADER, LABEL, TILE, contact_sheet
-from vlm2vec_core.store import ChromaStore, Hit
+from vlm2vec_core.apps import cli
+from vlm2vec_core.apps.sheet import HEADER, LABEL, TILE, contact_sheet
+from vlm2vec_core.index.indexer import search
+from vlm2vec_core.index.store import ChromaStore, Hit
 
 
 def test_json_hits_and_a_contact_sheet(indexed: Indexed, tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_searching_without_an_index_says_to_index_first(tmp_path: Path) -> None:
 
 def test_an_index_of_another_model_is_refused_clearly(indexed: Indexed, tmp_path: Path) -> None:
     from vlm2vec_core import FakeEncoder
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import DimensionMismatch
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import DimensionMismatch
 
     store = ChromaStore.open(db=indexed.tmp / "db")
     with pytest.raises(DimensionMismatch, match="holds 64-dimensional vectors but this model makes 8"):

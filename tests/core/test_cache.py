@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 import mediafixtures
-from vlm2vec_core import InputError, documents, iter_items
-from vlm2vec_core.documents import (
+from vlm2vec_core import InputError, iter_items
+from vlm2vec_core.media import documents
+from vlm2vec_core.media.documents import (
     STALE_SECONDS,
     THUMB_BUDGET,
     THUMB_SIDE,
@@ -158,7 +159,8 @@ def test_stale_temp_files_are_removed_when_the_cache_is_used(tmp_path: Path) -> 
 
 _KILLED_WRITER = """
 import os, sys, time
-from vlm2vec_core import documents, iter_items
+from vlm2vec_core import iter_items
+from vlm2vec_core.media import documents
 def stuck(src, dst):  # the process dies between writing a temp file and renaming it
     print("writing", flush=True)
     time.sleep(60)
@@ -191,7 +193,7 @@ def test_a_run_killed_mid_write_leaves_nothing_the_next_run_keeps(tmp_path: Path
 
 
 def _hits(items: list) -> list:
-    from vlm2vec_core.store import Hit
+    from vlm2vec_core.index.store import Hit
 
     return [Hit(item.id, 0.9 - n / 100, item.metadata()) for n, item in enumerate(items)]
 
@@ -199,7 +201,7 @@ def _hits(items: list) -> list:
 def test_a_chat_model_gets_the_page_rendered_again_never_its_thumbnail(tmp_path: Path) -> None:
     import base64
 
-    from vlm2vec_core.chat import build_messages, hit_images
+    from vlm2vec_core.apps.chat import build_messages, hit_images
 
     pdf = text_pdf(tmp_path / "notes.pdf", 2)
     hits = _hits(list(iter_items(pdf, cache_dir=tmp_path / "cache")))
@@ -218,7 +220,7 @@ def _text_lines(tile: np.ndarray) -> int:
 
 
 def test_the_contact_sheet_shows_the_query_and_the_top_of_a_page_at_a_readable_size(tmp_path: Path) -> None:
-    from vlm2vec_core.sheet import HEADER, LABEL, TILE, contact_sheet
+    from vlm2vec_core.apps.sheet import HEADER, LABEL, TILE, contact_sheet
 
     pdf = text_pdf(tmp_path / "notes.pdf", 2)
     hits = _hits(list(iter_items(pdf, cache_dir=tmp_path / "cache")))
@@ -239,7 +241,7 @@ def test_a_thumbnail_shrunk_from_the_fitted_page_has_the_size_and_looks_of_one_f
     tmp_path: Path,
 ) -> None:
     from vlm2vec_core import FakeEncoder
-    from vlm2vec_core.pipeline import fitting_of
+    from vlm2vec_core.index.pipeline import fitting_of
 
     fitting = fitting_of(FakeEncoder())
     assert fitting is not None

@@ -24,8 +24,8 @@ from vlm2vec_core import (
     video_clips,
     walk,
 )
-from vlm2vec_core.documents import THUMB_SIDE, full_image
-from vlm2vec_core.pdf import pdf_pages
+from vlm2vec_core.media.documents import THUMB_SIDE, full_image
+from vlm2vec_core.media.pdf import pdf_pages
 
 
 @pytest.fixture
@@ -207,9 +207,9 @@ def test_full_views_in_a_worker_process_equal_those_made_here(tmp_path: Path) ->
     import numpy as np
 
     from mediafixtures import make_pdf, make_video
-    from vlm2vec_core.documents import full_image, iter_items
     from vlm2vec_core.errors import InputError
-    from vlm2vec_core.store import Hit
+    from vlm2vec_core.index.store import Hit
+    from vlm2vec_core.media.documents import full_image, iter_items
 
     pdf = make_pdf(tmp_path / "doc.pdf", 2)
     video = make_video(tmp_path / "talk.mp4", seconds=2, fps=5, size=(64, 48))

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw
 torch = pytest.importorskip("torch")
 
 from vlm2vec_core import Encoder, FakeEncoder, Input, InputError, VLM2VecEncoder  # noqa: E402
-from vlm2vec_core.loading import ModelNotFoundError  # noqa: E402
-from vlm2vec_core.prepare import prepare_all  # noqa: E402
+from vlm2vec_core.encoders.loading import ModelNotFoundError  # noqa: E402
+from vlm2vec_core.media.prepare import prepare_all  # noqa: E402
 from vlm2vec_core.tasks import get_preset  # noqa: E402
 
 TOL = 1e-5

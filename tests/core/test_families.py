@@ -20,9 +20,9 @@ from vlm2vec_core import FakeEncoder, Input, VLM2VecEncoder
 from vlm2vec_core.families import FAMILIES, UnknownFamilyError, detect_family, get_family, qwen3_vl
 from vlm2vec_core.families.gme import PROFILE as GME
 from vlm2vec_core.families.vlm2vec import UNIME_V2, VLM2VEC_V1, VLM2VEC_V2
-from vlm2vec_core.prepare import MediaLimits, prepare
+from vlm2vec_core.media.prepare import MediaLimits, prepare
+from vlm2vec_core.media.video import two_stage_frame_indices
 from vlm2vec_core.tasks import Instruction
-from vlm2vec_core.video import two_stage_frame_indices
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-5
@@ -291,7 +291,7 @@ def test_every_family_has_the_profile_fields_filled():
 
 def test_whole_videos_and_clips_are_sampled_in_two_stages(tmp_path: Path):
     from mediafixtures import make_video
-    from vlm2vec_core.video import read_frames_at, video_clips
+    from vlm2vec_core.media.video import read_frames_at, video_clips
 
     video = make_video(tmp_path / "v.mp4", seconds=27, fps=10, size=(64, 48))  # 270 frames
     _, indices, _ = read_frames_at(video, lambda n, _fps: two_stage_frame_indices(n, 8))

@@ -14,10 +14,10 @@ from pathlib import Path
 from PIL import Image
 
 from mediafixtures import pdf_bytes
+from vlm2vec_core.encoders.fake import FakeEncoder
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.fake import FakeEncoder
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 SEED = 20261201
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vlm2vec_core import FakeEncoder, Input, InputError
-from vlm2vec_core.media import load_image
+from vlm2vec_core.media.images import load_image
 
 
 def _png_with_truncated_ihdr() -> bytes:
@@ -41,7 +41,7 @@ def test_a_shape_the_family_refuses_names_the_file(tmp_path: Path):
 
 def test_implausible_video_timing_is_reported_once_not_looped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from mediafixtures import make_video
-    from vlm2vec_core import video
+    from vlm2vec_core.media import video
 
     path = make_video(tmp_path / "v.mp4", seconds=1, fps=9, size=(64, 48))
 
@@ -57,9 +57,9 @@ def test_implausible_video_timing_is_reported_once_not_looped(tmp_path: Path, mo
 
 def test_a_video_whose_every_clip_fails_is_not_recorded_as_indexed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from mediafixtures import make_video
-    from vlm2vec_core import video
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
+    from vlm2vec_core.media import video
 
     (tmp_path / "docs").mkdir()
     make_video(tmp_path / "docs" / "v.mp4", seconds=2, fps=5, size=(64, 48))
@@ -80,7 +80,7 @@ def test_a_video_whose_every_clip_fails_is_not_recorded_as_indexed(tmp_path: Pat
 
 def test_clip_thumbnails_stay_small(tmp_path: Path):
     from mediafixtures import make_video
-    from vlm2vec_core.documents import THUMB_SIDE, iter_items
+    from vlm2vec_core.media.documents import THUMB_SIDE, iter_items
 
     path = make_video(tmp_path / "wide.mp4", seconds=1, fps=5, size=(1600, 64))
     (clip,) = list(iter_items(path, cache_dir=tmp_path / "cache", clip_seconds=1))
@@ -89,8 +89,8 @@ def test_clip_thumbnails_stay_small(tmp_path: Path):
 
 def test_an_edited_file_replaces_its_old_entries_without_prune(tmp_path: Path):
     from mediafixtures import make_pdf
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -18,7 +18,7 @@ import pytest
 
 from mediafixtures import make_video
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.isolate import WorkerPool, crash_reason, run_isolated, shutdown_isolated
+from vlm2vec_core.media.isolate import WorkerPool, crash_reason, run_isolated, shutdown_isolated
 
 # -- what the workers run ---------------------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def counts_up(n: int, tally: str) -> object:
 
 def clip_count(path: str) -> int:
     """Read a video's clips with the project's loader (decord behind a PyAV probe)."""
-    from vlm2vec_core.video import video_clips
+    from vlm2vec_core.media.video import video_clips
 
     return sum(1 for _ in video_clips(path))
 
@@ -226,7 +226,7 @@ def test_a_forged_avi_that_aborts_decord_costs_only_that_file(tmp_path: Path, sh
 
 NOISY = """
 import logging, sys
-from vlm2vec_core.isolate import WorkerPool
+from vlm2vec_core.media.isolate import WorkerPool
 import test_isolation
 if __name__ == "__main__":
     logging.getLogger("vlm2vec_core").setLevel(int(sys.argv[1]))

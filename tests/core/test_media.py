@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vlm2vec_core import InputError
-from vlm2vec_core.media import (
+from vlm2vec_core.media.images import (
     MAX_PIXELS,
     MIN_PIXELS,
     fit_frames,
@@ -165,7 +165,7 @@ def test_bad_images_name_the_file_and_reason(tmp_path: Path):
 
 
 def test_data_urls_round_trip():
-    from vlm2vec_core.media import from_data_url, to_data_url
+    from vlm2vec_core.media.images import from_data_url, to_data_url
 
     img = Image.new("RGB", (400, 200), (10, 200, 30))
     url = to_data_url(img, max_side=100, format="PNG")
@@ -205,7 +205,7 @@ def test_a_truncated_transparency_chunk_is_an_input_error_naming_the_image(
 
 
 def test_a_data_url_of_an_image_jpeg_cannot_hold_is_an_input_error() -> None:
-    from vlm2vec_core.media import to_data_url
+    from vlm2vec_core.media.images import to_data_url
 
     wide = Image.new("RGB", (65_536, 2))
     with pytest.raises(InputError, match="cannot encode the image as JPEG"):

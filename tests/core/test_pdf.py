@@ -11,7 +11,7 @@ import pytest
 
 import mediafixtures
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.pdf import pdf_pages
+from vlm2vec_core.media.pdf import pdf_pages
 from vlm2vec_core.types import Page
 
 

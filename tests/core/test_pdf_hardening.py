@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vlm2vec_core import FakeEncoder, InputError, iter_items
-from vlm2vec_core.pdf import MAX_MISSING_RUN, page_count, pdf_pages
+from vlm2vec_core.media.pdf import MAX_MISSING_RUN, page_count, pdf_pages
 
 
 def _pillow_pdf(n_pages: int = 3) -> bytes:

@@ -18,11 +18,11 @@ from test_isolation import forged_avi
 from test_pdf_hardening import _claiming
 
 from mediafixtures import make_image, make_pdf, make_video, write_raw_pdf
-from vlm2vec_core.documents import file_digest
-from vlm2vec_core.fake import FakeEncoder
-from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
-from vlm2vec_core.pipeline import Fitting, ReadJob, fitting_of, page_ranges, pdf_page_count, read_items
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.encoders.fake import FakeEncoder
+from vlm2vec_core.index.indexer import INFLIGHT_PER_WORKER, index_paths
+from vlm2vec_core.index.pipeline import Fitting, ReadJob, fitting_of, page_ranges, pdf_page_count, read_items
+from vlm2vec_core.index.store import ChromaStore
+from vlm2vec_core.media.documents import file_digest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -344,9 +344,9 @@ def test_a_pdf_whose_page_tree_lies_is_read_whole_and_reported_as_ever(tmp_path:
 RUN = """
 import sys, time
 from pathlib import Path
-from vlm2vec_core.fake import FakeEncoder
-from vlm2vec_core.indexer import INFLIGHT_PER_WORKER, index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.encoders.fake import FakeEncoder
+from vlm2vec_core.index.indexer import INFLIGHT_PER_WORKER, index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 class Slow(FakeEncoder):
     def encode(self, inputs, **kwargs):

@@ -215,7 +215,7 @@ def test_qwen3_reranker_matches_its_official_code(tiny_reranker: Reranker, tmp_p
     """QwenLM/Qwen3-VL-Embedding's qwen3_vl_reranker.py on transformers 4.57.3, same tiny checkpoint."""
     import json
 
-    from vlm2vec_core.prepare import prepare
+    from vlm2vec_core.media.prepare import prepare
     from vlm2vec_core.rerank.local import _media, _side
     from vlm2vec_core.tasks import Instruction
 

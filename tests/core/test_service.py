@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mediafixtures import make_image, make_pdf
-from vlm2vec_core.indexer import index_paths, search
+from vlm2vec_core.apps.service import SearchService
+from vlm2vec_core.index.indexer import index_paths, search
+from vlm2vec_core.index.store import ChromaStore
 from vlm2vec_core.rerank.fake import FakeReranker
-from vlm2vec_core.service import SearchService
-from vlm2vec_core.store import ChromaStore
 
 
 @pytest.fixture

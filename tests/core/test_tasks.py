@@ -201,7 +201,7 @@ def test_encode_by_task_groups_per_task_and_keeps_order():
     import numpy as np
 
     from vlm2vec_core import InputError
-    from vlm2vec_core.protocol import aencode_by_task, encode_by_task
+    from vlm2vec_core.encoders.protocol import aencode_by_task, encode_by_task
 
     enc = FakeEncoder(dim=8)
     inputs = ["a", "b", "c", "d"]

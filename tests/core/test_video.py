@@ -14,8 +14,8 @@ import pytest
 
 import mediafixtures
 from vlm2vec_core.errors import InputError
+from vlm2vec_core.media.video import read_video_frames, uniform_frame_indices, video_clips
 from vlm2vec_core.types import VideoClip
-from vlm2vec_core.video import read_video_frames, uniform_frame_indices, video_clips
 
 FPS = 10
 
@@ -30,7 +30,7 @@ class _BatchSpy:
     """Records the indices of every batch of frames the video reader is asked to decode."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from vlm2vec_core import video
+        from vlm2vec_core.media import video
 
         self.calls: list[list[int]] = []
         original = video._Reader.frames
@@ -253,7 +253,7 @@ def test_bad_inputs_never_crash_or_hang_the_process(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from vlm2vec_core.video import video_clips, read_video_frames
+        from vlm2vec_core.media.video import video_clips, read_video_frames
         from vlm2vec_core.errors import InputError
         for path in sys.argv[1:]:
             errors = []
@@ -330,7 +330,7 @@ def test_bad_file_between_good_ones_is_collected(tmp_path: Path, video3: Path) -
 
 
 def test_frame_on_a_boundary_with_rounding_noise_goes_to_the_later_clip() -> None:
-    from vlm2vec_core.video import _clip_frame_indices, _default_sampler, _Timeline
+    from vlm2vec_core.media.video import _clip_frame_indices, _default_sampler, _Timeline
 
     # Container timestamps a hair early (as float32 / time-base rounding gives): frame 10 starts at 0.9999 s.
     starts = np.arange(30) / FPS - 1e-4

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 import mediafixtures
-from vlm2vec_core import video
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.video import read_clip_frames, read_frames_at, read_video_frames, video_clips
+from vlm2vec_core.media import video
+from vlm2vec_core.media.video import read_clip_frames, read_frames_at, read_video_frames, video_clips
 
 _X264 = {"preset": "ultrafast"}
 _BFRAMES = {"preset": "medium", "bf": "3", "g": "12"}
@@ -215,7 +215,7 @@ _CHILD = textwrap.dedent(
     """
     import json, sys, time
     from vlm2vec_core.errors import InputError
-    from vlm2vec_core.video import read_video_frames, video_clips
+    from vlm2vec_core.media.video import read_video_frames, video_clips
     for path in sys.argv[1:]:
         print(json.dumps({"path": path, "started": True}), flush=True)
         begun = time.perf_counter()
@@ -432,7 +432,7 @@ def test_seeks_that_land_elsewhere_still_give_the_right_frames(
     landing: str,
     shift: Callable[[int], int],
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="vlm2vec_core.video")
+    caplog.set_level(logging.DEBUG, logger="vlm2vec_core.media.video")
     opened = video._av_open
     monkeypatch.setattr(video, "_av_open", lambda source: _MisSeeking(opened(source), shift))
     counter = _DecodeCounter(monkeypatch)

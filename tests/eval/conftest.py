@@ -13,8 +13,8 @@ from mediafixtures import make_image, make_pdf, make_video
 @pytest.fixture(scope="session")
 def paged(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Paged:
     from vlm2vec_core import pdf_pages
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     tmp = tmp_path_factory.mktemp("eval-paged")
     corpus = tmp / "corpus"

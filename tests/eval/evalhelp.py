@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.store import ChromaStore
 
 DPI = 72  # how the `paged` fixture indexes its corpus
 CLIP_SECONDS = 1.0
@@ -34,10 +34,10 @@ def memory_store() -> ChromaStore:
 
 
 def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m vlm2vec_core.cli ARGS`` to completion, offline, output captured as text."""
+    """``python -m vlm2vec_core.apps.cli ARGS`` to completion, offline, output captured as text."""
     env = {k: v for k, v in os.environ.items() if k not in CHAT_ENV}
     env.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
-    cmd = [sys.executable, "-m", "vlm2vec_core.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "vlm2vec_core.apps.cli", *map(str, args)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -12,10 +12,11 @@ import pytest
 from evalhelp import CLIP_SECONDS, DPI, PAGES, Paged, memory_store, run_cli, write_jsonl
 
 from mediafixtures import make_image
-from vlm2vec_core import cli, evaluate
-from vlm2vec_core.evaluation import METRICS, load_queries
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core import evaluate
+from vlm2vec_core.apps import cli
+from vlm2vec_core.index.evaluation import METRICS, load_queries
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 
 def _eval(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vlm2vec_core.evaluation import (
+from vlm2vec_core.index.evaluation import (
     UNINDEXED,
     Catalogue,
     Query,
@@ -19,7 +19,7 @@ from vlm2vec_core.evaluation import (
     percentiles,
     score_runs,
 )
-from vlm2vec_core.store import FileRecord
+from vlm2vec_core.index.store import FileRecord
 
 
 def _approx(values: dict[str, float], **expected: float) -> None:
@@ -159,7 +159,7 @@ def test_unmatched_references_are_kept_as_misses_and_reported(tmp_path: Path) ->
 
 def test_importing_the_package_does_not_import_pytrec_eval() -> None:
     code = (
-        "import sys, vlm2vec_core; vlm2vec_core.evaluate; import vlm2vec_core.evaluation; "
+        "import sys, vlm2vec_core; vlm2vec_core.evaluate; import vlm2vec_core.index.evaluation; "
         "assert 'pytrec_eval' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

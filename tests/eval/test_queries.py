@@ -11,8 +11,8 @@ from evalhelp import memory_store, write_jsonl
 
 from mediafixtures import make_image, make_pdf, make_video
 from vlm2vec_core import FakeEncoder, evaluate
-from vlm2vec_core.evaluation import METRICS, QueryError, load_queries
-from vlm2vec_core.indexer import index_paths
+from vlm2vec_core.index.evaluation import METRICS, QueryError, load_queries
+from vlm2vec_core.index.indexer import index_paths
 from vlm2vec_core.rerank import FakeReranker
 
 

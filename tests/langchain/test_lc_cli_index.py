@@ -20,8 +20,8 @@ from langchain_vlm2vec import (
     VLM2VecVideoLoader,
     add_media_documents,
 )
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 
 class _Spy:

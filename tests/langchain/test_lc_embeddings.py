@@ -14,7 +14,7 @@ import langchain_vlm2vec
 import mediafixtures
 from langchain_vlm2vec import VLM2VecEmbeddings
 from vlm2vec_core import FakeEncoder, Input, get_preset
-from vlm2vec_core.media import to_data_url
+from vlm2vec_core.media.images import to_data_url
 
 
 def test_all_is_pinned() -> None:

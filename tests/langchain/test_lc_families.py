@@ -19,7 +19,7 @@ from langchain_vlm2vec import (
 )
 from vlm2vec_core import FakeEncoder
 from vlm2vec_core.families import FAMILIES
-from vlm2vec_core.store import IndexMismatch, read_signature
+from vlm2vec_core.index.store import IndexMismatch, read_signature
 
 
 def test_family_and_truncation_reach_the_encoder() -> None:

@@ -22,8 +22,8 @@ from langchain_vlm2vec import (
 )
 from langchain_vlm2vec.document_loaders import item_to_document
 from vlm2vec_core import FakeEncoder, Input, iter_items
-from vlm2vec_core.documents import input_for_reference
-from vlm2vec_core.media import to_data_url
+from vlm2vec_core.media.documents import input_for_reference
+from vlm2vec_core.media.images import to_data_url
 from vlm2vec_core.rerank import FakeReranker, Reranker
 
 QUERY = "quarterly revenue figures"

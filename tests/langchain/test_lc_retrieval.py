@@ -24,7 +24,7 @@ from langchain_vlm2vec import (
     add_media_documents,
 )
 from vlm2vec_core import FakeEncoder, Input
-from vlm2vec_core.documents import input_for_reference
+from vlm2vec_core.media.documents import input_for_reference
 
 
 def _stored(indexed: Any) -> dict[str, Any]:

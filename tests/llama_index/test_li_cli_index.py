@@ -1,4 +1,4 @@
-"""A CLI-built index (vlm2vec_core.indexer into the store layer's Chroma) read back through LlamaIndex's
+"""A CLI-built index (vlm2vec_core.index.indexer into the store layer's Chroma) read back through LlamaIndex's
 ChromaVectorStore: the stored captions are the nodes' text, the metadata says where each hit is."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 import mediafixtures
 from llama_index.embeddings.vlm2vec import VLM2VecEmbedding
-from vlm2vec_core.indexer import index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 
 def test_a_cli_built_index_reads_back_through_chroma_vector_store(

@@ -12,7 +12,7 @@ from llama_index.embeddings.vlm2vec import VLM2VecEmbedding, open_chroma_index
 from llama_index.readers.vlm2vec import VideoClipReader, file_extractor
 from vlm2vec_core import FakeEncoder
 from vlm2vec_core.families import FAMILIES
-from vlm2vec_core.store import IndexMismatch, read_signature
+from vlm2vec_core.index.store import IndexMismatch, read_signature
 
 
 def test_family_and_truncation_reach_the_encoder() -> None:

@@ -31,7 +31,7 @@ from llama_index.embeddings.vlm2vec import (
 )
 from llama_index.readers.vlm2vec import file_extractor
 from vlm2vec_core import video_clips
-from vlm2vec_core.store import caption
+from vlm2vec_core.index.store import caption
 
 CHAT_ENV = ("VLM2VEC_CHAT_BASE_URL", "OPENAI_BASE_URL", "VLM2VEC_CHAT_API_KEY", "OPENAI_API_KEY", "VLM2VEC_CHAT_MODEL")
 
@@ -199,7 +199,7 @@ def test_the_chat_model_sees_pages_rendered_and_clip_thumbnails(built: dict[str,
 
     from PIL import Image
 
-    from vlm2vec_core.documents import input_for_reference
+    from vlm2vec_core.media.documents import input_for_reference
 
     assert ClipThumbnails is ChatImages  # the old name
     hits = built["index"].as_retriever(image_similarity_top_k=8).text_to_image_retrieve("x")

@@ -21,7 +21,7 @@ from llama_index.embeddings.vlm2vec import VLM2VecEmbedding, index_documents, op
 from llama_index.postprocessor.vlm2vec_rerank import VLM2VecRerank
 from llama_index.readers.vlm2vec import file_extractor
 from vlm2vec_core import FakeEncoder, Input
-from vlm2vec_core.documents import input_for_reference
+from vlm2vec_core.media.documents import input_for_reference
 from vlm2vec_core.rerank import FakeReranker, Reranker
 
 QUERY = "quarterly revenue figures"

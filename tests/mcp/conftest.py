@@ -14,8 +14,8 @@ from mediafixtures import make_image, make_pdf, make_video
 def mcp_index(tiny_model_dir: Path, tiny_encoder, tmp_path_factory: pytest.TempPathFactory) -> McpIndex:  # type: ignore[no-untyped-def]
     """A PDF, a video, an image and a PDF deleted since, under ``docs/``, indexed with the tiny checkpoint
     into an embedded Chroma."""
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     tmp = tmp_path_factory.mktemp("mcp-index")
     root = tmp / "docs"

@@ -21,11 +21,11 @@ class McpIndex:
     files: dict[str, Path]
 
     def command(self, *extra: str) -> list[str]:
-        """``vlm2vec mcp`` over this index (as ``python -m vlm2vec_core.cli``, the venv's own Python)."""
+        """``vlm2vec mcp`` over this index (as ``python -m vlm2vec_core.apps.cli``, the venv's own Python)."""
         return [
             sys.executable,
             "-m",
-            "vlm2vec_core.cli",
+            "vlm2vec_core.apps.cli",
             "mcp",
             "--db",
             str(self.db),

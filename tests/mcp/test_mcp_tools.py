@@ -175,8 +175,8 @@ def test_text_search_names_the_files_and_shows_each_hit(stdio: Session, mcp_inde
 
 
 def test_page_pictures_are_the_pages_rendered_again(stdio: Session, mcp_index: McpIndex) -> None:
-    from vlm2vec_core.mcp_server import RENDER_DPI
-    from vlm2vec_core.pdf import pdf_pages
+    from vlm2vec_core.apps.mcp_server import RENDER_DPI
+    from vlm2vec_core.media.pdf import pdf_pages
 
     result = stdio.calls["text"]
     hits = result.structured_content["hits"]
@@ -332,7 +332,7 @@ def test_no_public_binding_without_keys(mcp_index: McpIndex) -> None:
 
 
 def test_a_missing_index_is_one_line(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "vlm2vec_core.cli", "mcp", "--db", str(tmp_path / "none")]
+    cmd = [sys.executable, "-m", "vlm2vec_core.apps.cli", "mcp", "--db", str(tmp_path / "none")]
     done = subprocess.run(cmd, env=server_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "no index at" in done.stderr and done.stdout == ""
 
@@ -340,7 +340,7 @@ def test_a_missing_index_is_one_line(tmp_path: Path) -> None:
 def test_without_the_extra_one_line_names_the_pip_command(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['mcp'] = None\n"  # as if the [mcp] extra were not installed
-        "from vlm2vec_core.cli import main\n"
+        "from vlm2vec_core.apps.cli import main\n"
         f"sys.exit(main(['mcp', '--db', {str(tmp_path / 'db')!r}]))"
     )
     done = subprocess.run([sys.executable, "-c", code], env=server_env(), capture_output=True, text=True, timeout=120)

@@ -50,7 +50,7 @@ class Served(Service):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEYS"}
-        cmd = [sys.executable, "-m", "vlm2vec_core.cli", "serve", "--model", str(model_dir)]
+        cmd = [sys.executable, "-m", "vlm2vec_core.apps.cli", "serve", "--model", str(model_dir)]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         super().__init__(cmd, f"{self.url}/health", log, {**env, "HF_HUB_OFFLINE": "1"})
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mediafixtures import make_image, make_pdf, make_video
-from vlm2vec_core.indexer import IndexReport, index_paths
-from vlm2vec_core.store import ChromaStore
+from vlm2vec_core.index.indexer import IndexReport, index_paths
+from vlm2vec_core.index.store import ChromaStore
 
 pytest.importorskip("ray")
-from vlm2vec_core.distributed import index_with_ray
+from vlm2vec_core.index.distributed import index_with_ray
 
 OPTIONS: dict[str, Any] = {"dpi": 72, "clip_seconds": 2.0, "batch_size": 2}
 GOOD = ("report.pdf", "talk.mp4", "photo.png", "copy.png")
@@ -177,7 +177,7 @@ def test_a_render_past_the_time_limit_is_killed_and_reported(
 def _index_help() -> str:
     import argparse
 
-    from vlm2vec_core.cli import build_parser
+    from vlm2vec_core.apps.cli import build_parser
 
     parser = build_parser()
     for action in parser._actions:
@@ -197,7 +197,7 @@ def test_cli_index_on_ray(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`vlm2vec index --ray` (no address: the cluster this process is connected to) gives the library's result."""
-    from vlm2vec_core.cli import main
+    from vlm2vec_core.apps.cli import main
 
     where = ["--chroma-url", chroma_server.url, "--collection", "cli"]
     options = ["--dpi", "72", "--clip-seconds", "2", "--batch-size", "2", "--cache-dir", str(cache)]

@@ -21,7 +21,7 @@ class Server(Service):
         cmd = [
             sys.executable,
             "-m",
-            "vlm2vec_core.cli",
+            "vlm2vec_core.apps.cli",
             "serve",
             "--model",
             str(model_dir),

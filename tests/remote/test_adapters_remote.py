@@ -11,8 +11,8 @@ from PIL import Image
 from servehelp import API_KEYS, Server
 
 from vlm2vec_core import VLM2VecEncoder
-from vlm2vec_core.media import MAX_PIXELS, fit_image
-from vlm2vec_core.remote import RemoteEncoder
+from vlm2vec_core.encoders.remote import RemoteEncoder
+from vlm2vec_core.media.images import MAX_PIXELS, fit_image
 
 TOL = 1e-5
 

@@ -12,7 +12,7 @@ from servehelp import API_KEYS, Server
 
 from procs import free_port
 from vlm2vec_core import Input, RemoteEncoder, VLM2VecEncoder
-from vlm2vec_core.remote import RemoteError
+from vlm2vec_core.encoders.remote import RemoteError
 
 TOL = 2e-5
 

@@ -18,7 +18,7 @@ from servehelp import API_KEYS, Server
 
 from procs import free_port
 from vlm2vec_core import Input, VLM2VecEncoder
-from vlm2vec_core.remote import RemoteEncoder, RemoteError
+from vlm2vec_core.encoders.remote import RemoteEncoder, RemoteError
 
 TOL = 1e-5
 
@@ -107,7 +107,7 @@ def test_a_server_down_from_the_start_is_skipped(
     dead = _dead_url()
     texts = [f"text {i}" for i in range(5)]
     with (
-        caplog.at_level(logging.WARNING, logger="vlm2vec_core.remote"),
+        caplog.at_level(logging.WARNING, logger="vlm2vec_core.encoders.remote"),
         RemoteEncoder([dead, server.url], api_key=API_KEYS[0]) as fleet,
     ):
         started = time.monotonic()
@@ -164,7 +164,7 @@ def test_the_cli_says_what_is_wrong_with_remote_in_one_line(server: Server, tmp_
     env = {k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEY"}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "vlm2vec_core.cli", *args], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "vlm2vec_core.apps.cli", *args], capture_output=True, text=True, env=env, timeout=60
     )
     assert time.monotonic() - started < 20  # the CLI's own start-up; no retries
     assert result.returncode == 3, result.stderr
@@ -186,7 +186,7 @@ def test_the_cli_takes_a_fleet_and_skips_a_server_that_is_down(server: Server, t
     for n in range(3):
         Image.new("RGB", (64 + n, 64), (9 * n, 90, 9)).save(tmp_path / f"page{n}.png")
     env = {**{k: v for k, v in os.environ.items() if k != "VLM2VEC_API_KEY"}, "VLM2VEC_API_KEY": API_KEYS[0]}
-    cli = [sys.executable, "-m", "vlm2vec_core.cli"]
+    cli = [sys.executable, "-m", "vlm2vec_core.apps.cli"]
     fleet = ["--remote", _dead_url(), "--remote", server.url + "/v1"]
     db = ["--db", str(tmp_path / "db")]
     made = subprocess.run([*cli, "index", str(tmp_path), *fleet, *db], capture_output=True, text=True, env=env)

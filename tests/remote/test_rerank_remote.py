@@ -15,8 +15,8 @@ from servehelp import API_KEYS, Server
 
 from procs import free_port
 from vlm2vec_core import Input
+from vlm2vec_core.encoders.remote import RemoteError
 from vlm2vec_core.errors import InputError
-from vlm2vec_core.remote import RemoteError
 from vlm2vec_core.rerank import RemoteReranker, Reranker
 
 TOL = 2e-5

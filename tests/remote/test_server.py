@@ -21,8 +21,8 @@ from servehelp import API_KEYS, Server
 
 import mediafixtures
 from vlm2vec_core import Input, InputError, VLM2VecEncoder, pdf_pages, video_clips
-from vlm2vec_core.remote import RemoteEncoder, RemoteError
-from vlm2vec_core.wire import frames_data_url, image_data_url
+from vlm2vec_core.encoders.remote import RemoteEncoder, RemoteError
+from vlm2vec_core.encoders.wire import frames_data_url, image_data_url
 
 TOL = 1e-5
 AUTH = {"Authorization": f"Bearer {API_KEYS[0]}"}
@@ -188,7 +188,7 @@ def test_bad_requests_get_4xx_naming_the_item(server: Server, body: object, stat
 def test_video_as_file_as_frames_and_as_frame_list(server: Server, tiny_encoder: VLM2VecEncoder, tmp_path: Path):
     video = mediafixtures.make_video(tmp_path / "v.mp4", seconds=2.0, fps=10)
     from vlm2vec_core import read_video_frames
-    from vlm2vec_core.media import fit_frames
+    from vlm2vec_core.media.images import fit_frames
 
     frames = fit_frames(read_video_frames(video))
     local = tiny_encoder.encode([Input(video=frames)])[0]
@@ -332,7 +332,7 @@ class Block:
         if name.split('.')[0] in ('torch', 'transformers', 'peft'):
             raise ImportError(name)
 sys.meta_path.insert(0, Block())
-from vlm2vec_core.remote import RemoteEncoder
+from vlm2vec_core.encoders.remote import RemoteEncoder
 enc = RemoteEncoder('http://127.0.0.1:9', max_retries=0)
 print(type(enc).__name__)
 """

@@ -83,9 +83,9 @@ def test_an_uploaded_video_that_crashes_or_hangs_its_decoder_is_a_422(tiny_encod
     import pytest
 
     from mediafixtures import make_video
-    from vlm2vec_core import server as server_module
-    from vlm2vec_core.server import ServerConfig, _prepare_spec
-    from vlm2vec_core.wire import RequestError, parse_request
+    from vlm2vec_core.apps import server as server_module
+    from vlm2vec_core.apps.server import ServerConfig, _prepare_spec
+    from vlm2vec_core.encoders.wire import RequestError, parse_request
 
     data = make_video(tmp_path / "clip.avi", seconds=2.0, fps=10, codec="mpeg4").read_bytes()
     (spec,), _ = parse_request(_video_body(data), family=tiny_encoder.family)

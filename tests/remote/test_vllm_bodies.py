@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from vlm2vec_core.remote import RemoteEncoder
+from vlm2vec_core.encoders.remote import RemoteEncoder
+from vlm2vec_core.encoders.wire import RequestError, decode_image, parse_request
 from vlm2vec_core.tasks import IMAGE_PAD, resolve_instruction
-from vlm2vec_core.wire import RequestError, decode_image, parse_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from vlm2vec_core import Input
+from vlm2vec_core.encoders.wire import parse_rerank, rerank_part
 from vlm2vec_core.families.rerankers import QWEN3_VL_RERANKER
-from vlm2vec_core.prepare import MediaLimits, prepare
+from vlm2vec_core.media.prepare import MediaLimits, prepare
 from vlm2vec_core.tasks import Instruction
-from vlm2vec_core.wire import parse_rerank, rerank_part
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import vlm2vec_core
+from vlm2vec_core.encoders.wire import content_parts
 from vlm2vec_core.tasks import IMAGE_PAD, VIDEO_PAD, Instruction, build_prompt, resolve_instruction
-from vlm2vec_core.wire import content_parts
 
 jinja2 = pytest.importorskip("jinja2")
 from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: E402

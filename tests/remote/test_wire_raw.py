@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlm2vec_core.remote import RemoteEncoder, normalise_url
-from vlm2vec_core.tasks import resolve_instruction
-from vlm2vec_core.wire import (
+from vlm2vec_core.encoders.remote import RemoteEncoder, normalise_url
+from vlm2vec_core.encoders.wire import (
     RAW_PREFIX,
     RequestError,
     decode_image_url,
@@ -19,6 +18,7 @@ from vlm2vec_core.wire import (
     parse_request,
     video_url,
 )
+from vlm2vec_core.tasks import resolve_instruction
 
 
 def _noise(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -122,7 +122,7 @@ def test_a_page_goes_as_png_and_a_photo_raw_when_raw_is_asked_for() -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from vlm2vec_core.wire import image_data_url
+    from vlm2vec_core.encoders.wire import image_data_url
 
     page = Image.new("RGB", (364, 532), "white")
     ImageDraw.Draw(page).text((20, 20), "Quarterly revenue\n" * 20, fill="black")

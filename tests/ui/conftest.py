@@ -22,8 +22,8 @@ from procs import Service, free_port
 @pytest.fixture(scope="session")
 def corpus(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     """Two PDFs in docs/, a 4 s video (two 2 s clips) and an image in media/, indexed with the tiny model."""
-    from vlm2vec_core.indexer import index_paths
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.index.indexer import index_paths
+    from vlm2vec_core.index.store import ChromaStore
 
     tmp = tmp_path_factory.mktemp("ui-corpus")
     root = tmp / "corpus"
@@ -44,8 +44,8 @@ def corpus(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Corpu
 @pytest.fixture(scope="session")
 def service(corpus: Corpus, tiny_encoder: Any) -> Any:
     """The same search as the app's, in this process: what the page must show, in this order."""
-    from vlm2vec_core.service import SearchService
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.apps.service import SearchService
+    from vlm2vec_core.index.store import ChromaStore
 
     return SearchService(tiny_encoder, ChromaStore.open(db=corpus.db))
 
@@ -65,7 +65,7 @@ def app(
     env = {k: v for k, v in os.environ.items() if k not in CHAT_ENV}
     env |= {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     cmd = [
-        sys.executable, "-m", "vlm2vec_core.cli", "ui", "--db", str(corpus.db), "--model", str(tiny_model_dir),
+        sys.executable, "-m", "vlm2vec_core.apps.cli", "ui", "--db", str(corpus.db), "--model", str(tiny_model_dir),
         "--port", str(port), "--chat-base-url", chat.url, "--chat-model", "fake-vlm",
     ]  # fmt: skip
     log = tmp_path_factory.mktemp("ui-log") / "ui.log"
@@ -77,8 +77,8 @@ def app(
 @pytest.fixture(scope="session")
 def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The app over an empty index."""
-    from vlm2vec_core.service import SearchService
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.apps.service import SearchService
+    from vlm2vec_core.index.store import ChromaStore
 
     db = tmp_path_factory.mktemp("ui-empty") / "db"
     with in_process_app(SearchService(tiny_encoder, ChromaStore.open(db=db)), str(db)) as url:
@@ -88,8 +88,8 @@ def empty_app(tiny_encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="session")
 def rerank_app(corpus: Corpus, tiny_encoder: Any, tiny_reranker: Any) -> Iterator[App]:
     """The app over the corpus with the tiny reranker as its second stage."""
-    from vlm2vec_core.service import SearchService
-    from vlm2vec_core.store import ChromaStore
+    from vlm2vec_core.apps.service import SearchService
+    from vlm2vec_core.index.store import ChromaStore
 
     service = SearchService(tiny_encoder, ChromaStore.open(db=corpus.db), reranker=tiny_reranker, candidates=8)
     with in_process_app(service, str(corpus.db)) as url:

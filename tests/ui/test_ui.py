@@ -290,14 +290,14 @@ def test_only_what_the_index_references_is_served(app: App, service: Any) -> Non
 def test_the_page_loads_nothing_from_the_network(name: str) -> None:
     from importlib import resources
 
-    text = resources.files("vlm2vec_core.webui").joinpath("static", name).read_text()
+    text = resources.files("vlm2vec_core.apps.webui").joinpath("static", name).read_text()
     assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
 
 def test_a_chat_endpoint_that_is_not_there_is_a_502_naming_it(service: Any) -> None:
     from uihelp import in_process_app
 
-    from vlm2vec_core.chat import ChatConfig
+    from vlm2vec_core.apps.chat import ChatConfig
 
     with in_process_app(service, chat=ChatConfig("http://127.0.0.1:9/v1", "m", None)) as url:
         got = httpx.post(f"{url}/api/ask", json={"question": QUERY, "k": 1}, timeout=60)

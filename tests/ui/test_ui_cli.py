@@ -8,7 +8,7 @@ from typing import Any
 
 from uihelp import Corpus
 
-from vlm2vec_core import cli
+from vlm2vec_core.apps import cli
 
 
 def test_no_index_is_one_line(tmp_path: Path, capsys: Any) -> None:

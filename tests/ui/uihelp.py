@@ -50,7 +50,7 @@ def in_process_app(service: Any, where: str = "", **config: Any) -> Iterator[str
     """The app over ``service`` on a thread of this process (uvicorn on 127.0.0.1): its URL."""
     import uvicorn
 
-    from vlm2vec_core.webui import UIConfig, create_app
+    from vlm2vec_core.apps.webui import UIConfig, create_app
 
     port = free_port()
     app = create_app(service, UIConfig(where=where, **config))

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .encoders.fake import FakeEncoder
+from .encoders.protocol import Encoder
 from .errors import InputError, MissingDependencyError
-from .fake import FakeEncoder
 from .families import FAMILIES, Profile, UnknownFamilyError, get_family
-from .protocol import Encoder
 from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
 
 if TYPE_CHECKING:
-    from .documents import (
+    from .encoders.loading import ModelNotFoundError
+    from .encoders.local import VLM2VecEncoder
+    from .encoders.local import VLM2VecEncoder as LocalEncoder
+    from .encoders.remote import RemoteEncoder
+    from .index.evaluation import evaluate
+    from .media.documents import (
         Item,
         file_digest,
         full_image,
@@ -26,34 +31,29 @@ if TYPE_CHECKING:
         parse_reference,
         walk,
     )
-    from .evaluation import evaluate
-    from .loading import ModelNotFoundError
-    from .local import VLM2VecEncoder
-    from .local import VLM2VecEncoder as LocalEncoder
-    from .pdf import pdf_pages
-    from .remote import RemoteEncoder
-    from .video import read_clip_frames, read_video_frames, video_clips
+    from .media.pdf import pdf_pages
+    from .media.video import read_clip_frames, read_video_frames, video_clips
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Item": "documents",
-    "iter_items": "documents",
-    "walk": "documents",
-    "evaluate": "evaluation",
-    "file_digest": "documents",
-    "parse_reference": "documents",
-    "input_for_reference": "documents",
-    "input_for_metadata": "documents",
-    "full_image": "documents",
-    "read_clip_frames": "video",
-    "VLM2VecEncoder": "local",
-    "LocalEncoder": "local",
-    "RemoteEncoder": "remote",
-    "ModelNotFoundError": "loading",
-    "pdf_pages": "pdf",
-    "video_clips": "video",
-    "read_video_frames": "video",
+    "Item": "media.documents",
+    "iter_items": "media.documents",
+    "walk": "media.documents",
+    "evaluate": "index.evaluation",
+    "file_digest": "media.documents",
+    "parse_reference": "media.documents",
+    "input_for_reference": "media.documents",
+    "input_for_metadata": "media.documents",
+    "full_image": "media.documents",
+    "read_clip_frames": "media.video",
+    "VLM2VecEncoder": "encoders.local",
+    "LocalEncoder": "encoders.local",
+    "RemoteEncoder": "encoders.remote",
+    "ModelNotFoundError": "encoders.loading",
+    "pdf_pages": "media.pdf",
+    "video_clips": "media.video",
+    "read_video_frames": "media.video",
 }
 
 __all__ = [

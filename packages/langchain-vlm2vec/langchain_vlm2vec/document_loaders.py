@@ -11,8 +11,8 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
 from vlm2vec_core import Encoder, InputError, Item, iter_items, walk
-from vlm2vec_core.documents import clip_sampler, kind_of
 from vlm2vec_core.errors import report
+from vlm2vec_core.media.documents import clip_sampler, kind_of
 
 PathArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 

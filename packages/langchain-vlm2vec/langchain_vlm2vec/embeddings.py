@@ -16,9 +16,9 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from vlm2vec_core import Encoder, Input, get_preset, input_for_metadata
-from vlm2vec_core.loading import DEFAULT_MODEL
-from vlm2vec_core.media import from_data_url
-from vlm2vec_core.protocol import default_task, encode_by_task
+from vlm2vec_core.encoders.loading import DEFAULT_MODEL
+from vlm2vec_core.encoders.protocol import default_task, encode_by_task
+from vlm2vec_core.media.images import from_data_url
 
 # Vectors already computed from pages and clips, handed to a vector store's own add_documents (see
 # add_media_documents): while set, embed_documents returns them instead of embedding the captions.

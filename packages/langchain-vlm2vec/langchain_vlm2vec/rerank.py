@@ -13,7 +13,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator
 
 from vlm2vec_core import Input, InputError, input_for_reference
-from vlm2vec_core.media import from_data_url
+from vlm2vec_core.media.images import from_data_url
 from vlm2vec_core.rerank import DEFAULT_RERANKER, candidate_for
 
 log = logging.getLogger(__name__)

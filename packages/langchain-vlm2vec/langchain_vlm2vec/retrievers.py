@@ -15,7 +15,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from vlm2vec_core import InputError, input_for_metadata
-from vlm2vec_core.media import to_data_url
+from vlm2vec_core.media.images import to_data_url
 
 from .embeddings import VLM2VecEmbeddings
 from .vectorstores import check_vectorstore

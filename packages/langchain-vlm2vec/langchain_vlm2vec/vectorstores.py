@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 
-from vlm2vec_core.store import check_collection, is_chroma_collection
+from vlm2vec_core.index.store import check_collection, is_chroma_collection
 
 from .embeddings import VLM2VecEmbeddings, precomputed
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def check_vectorstore(vectorstore: VectorStore, embeddings: VLM2VecEmbeddings | None = None) -> None:
     """For a Chroma store: record what its collection holds (model family, checkpoint, dimension, truncation)
-    when it is empty, or raise ``vlm2vec_core.store.IndexMismatch`` when it holds another model's vectors.
+    when it is empty, or raise ``vlm2vec_core.index.store.IndexMismatch`` when it holds another model's vectors.
     Other stores keep no such record: nothing to check."""
     collection = getattr(vectorstore, "_collection", None)
     emb = embeddings or vectorstore.embeddings

@@ -17,7 +17,7 @@ from ..tasks import Instruction, TaskPreset
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..prepare import MediaLimits
+    from ..media.prepare import MediaLimits
 
 Kind = Literal["page", "clip", "image"]
 
@@ -133,7 +133,7 @@ def squash(side: int) -> Callable[[Image.Image], Image.Image]:
     """Resize to side x side (PIL's default bicubic), as VLM2Vec-V1 and UniME-V2 do before the processor."""
 
     def apply(image: Image.Image) -> Image.Image:
-        from ..media import RESAMPLE
+        from ..media.images import RESAMPLE
 
         return image if image.size == (side, side) else image.resize((side, side), RESAMPLE)
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..media import PATCH_FACTOR, resize_to, smart_resize
+from ..media.images import PATCH_FACTOR, resize_to, smart_resize
+from ..media.video import two_stage_frame_indices
 from ..tasks import PRESETS, Instruction, TaskPreset
-from ..video import two_stage_frame_indices
 from .base import Profile, Published, VideoPrep
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..prepare import MediaLimits
+    from ..media.prepare import MediaLimits
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant."
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..media import resize_to, smart_resize
+from ..media.images import resize_to, smart_resize
+from ..media.video import sampled_frame_indices
 from ..tasks import PRESETS, Instruction, TaskPreset
-from ..video import sampled_frame_indices
 from .base import Profile, Published, VideoPrep
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..prepare import MediaLimits
+    from ..media.prepare import MediaLimits
 
 FACTOR = 32
 DEFAULT_INSTRUCTION = "Represent the user's input."

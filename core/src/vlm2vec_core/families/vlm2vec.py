@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..media import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, fit_frames, fit_image, resize_to, smart_resize
+from ..media.images import MAX_PIXELS, MIN_PIXELS, PATCH_FACTOR, fit_frames, fit_image, resize_to, smart_resize
+from ..media.video import two_stage_frame_indices
 from ..tasks import PRESETS, Instruction, build_prompt
-from ..video import two_stage_frame_indices
 from .base import Profile, Published, VideoPrep, squash
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..prepare import MediaLimits
+    from ..media.prepare import MediaLimits
 
 QWEN2VL_MAX_PIXELS = 12_845_056  # Qwen2-VL's own preprocessor config (16,384 tokens)
 SQUASH_SIDE = 1344

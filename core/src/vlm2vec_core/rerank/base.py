@@ -98,7 +98,7 @@ def resolve_reranker(value: Any) -> Any:
 def candidate_for(metadata: dict[str, Any], text: str) -> Input:
     """What a reranker judges for a stored item: a page's or image's picture, a clip's frames (from vlm2vec's
     metadata), else its text."""
-    from ..documents import input_for_metadata
+    from ..media.documents import input_for_metadata
 
     if metadata.get("kind") in ("page", "clip", "image") and (metadata.get("reference") or metadata.get("image_path")):
         return input_for_metadata(metadata)
@@ -116,7 +116,7 @@ def prepare_sides(
     """The query (once) and the good documents prepared by the family's media rules (bad documents recorded in
     ``errors``, or raised when it is None); a bad query always raises. ``map_fn``: e.g. a thread pool's map."""
     from ..errors import report
-    from ..prepare import prepare_or_error
+    from ..media.prepare import prepare_or_error
     from ..tasks import Instruction
 
     if isinstance(documents, (str, bytes)):
@@ -145,7 +145,7 @@ def as_candidate(item: Any) -> Input:
     """A query or a document as an Input: a str naming an existing file or a reference (``report.pdf#page=3``,
     ``talk.mp4#t=10,20``, ``photo.png``) is that file's content, any other str is text; Items, Pages, VideoClips,
     PIL images and Inputs as the encoder takes them."""
-    from ..documents import Item, input_for_reference, kind_of, parse_reference
+    from ..media.documents import Item, input_for_reference, kind_of, parse_reference
 
     if isinstance(item, Item):
         return item.to_input()

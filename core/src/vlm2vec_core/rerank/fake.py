@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..families.rerankers import RerankProfile, Side, get_reranker_family
-from ..prepare import MediaLimits
+from ..media.prepare import MediaLimits
 from .base import RerankMixin, prepare_sides
 
 _WORD = re.compile(r"\w+")

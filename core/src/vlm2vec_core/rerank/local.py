@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..encoders.loading import Checkpoint, resolve_checkpoint
+from ..encoders.runner import Backbone, Media, torch_module
 from ..errors import InputError, checked_device
 from ..families.rerankers import (
     DEFAULT_RERANKER,
@@ -26,9 +28,7 @@ from ..families.rerankers import (
     detect_reranker_family,
     get_reranker_family,
 )
-from ..loading import Checkpoint, resolve_checkpoint
-from ..prepare import MediaLimits, Prepared
-from ..runner import Backbone, Media, torch_module
+from ..media.prepare import MediaLimits, Prepared
 from .base import RerankMixin, prepare_sides
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """RemoteReranker: the reranker API over HTTP (``POST /v1/rerank``), to a ``vlm2vec serve --reranker`` or vLLM.
 
 No torch needed: media are decoded and fitted here by the family's rules, then sent losslessly (raw RGB to a
-``vlm2vec serve``, PNG to others; see ``vlm2vec_core.remote``), so remote scores equal local ones, as
+``vlm2vec serve``, PNG to others; see ``vlm2vec_core.encoders.remote``), so remote scores equal local ones, as
 ``{"content": [parts]}`` documents with data URLs. One URL or a list of servers serving the same reranker:
 each scoring request goes to the least busy one that is up.
 """
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..encoders.remote import HttpService, RemoteError
+from ..encoders.wire import MEDIA_FORMATS, rerank_part
 from ..errors import InputError
 from ..families.rerankers import RERANKERS, RerankProfile, detect_reranker_family, get_reranker_family
-from ..prepare import MediaLimits
-from ..remote import HttpService, RemoteError
-from ..wire import MEDIA_FORMATS, rerank_part
+from ..media.prepare import MediaLimits
 from .base import RerankMixin, prepare_sides
 
 

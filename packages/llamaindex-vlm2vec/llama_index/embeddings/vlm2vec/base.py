@@ -20,8 +20,8 @@ from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent,
 from llama_index.core.schema import ImageType
 
 from vlm2vec_core import Encoder, Input, as_input, get_preset
-from vlm2vec_core.documents import input_for_reference
-from vlm2vec_core.protocol import aencode_by_task, default_task, encode_by_task
+from vlm2vec_core.encoders.protocol import aencode_by_task, default_task, encode_by_task
+from vlm2vec_core.media.documents import input_for_reference
 
 DEFAULT_MODEL = "VLM2Vec/VLM2Vec-V2.0"
 dispatcher = instrument.get_dispatcher(__name__)

@@ -20,7 +20,7 @@ from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import BaseNode, Document, ImageNode, MetadataMode, NodeWithScore, QueryBundle
 
 from vlm2vec_core import InputError, MissingDependencyError
-from vlm2vec_core.store import check_collection
+from vlm2vec_core.index.store import check_collection
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def open_chroma_index(
     this again with the same path (in this process or a later one) gives the same index back.
     ``embed_model`` (a ``VLM2VecEmbedding``) embeds both text and images. Each collection records the model that
     filled it (family, checkpoint, dimension, truncation) and refuses another family's or truncation's vectors
-    (``vlm2vec_core.store.IndexMismatch``).
+    (``vlm2vec_core.index.store.IndexMismatch``).
     """
     try:
         import chromadb
@@ -146,8 +146,8 @@ class ChatImages(BaseNodePostprocessor):
         if "#t=" in path and node.metadata.get("file_path"):
             return node.model_copy(update={"image_path": node.metadata["file_path"], "image_mimetype": "image/jpeg"})
         if "#page=" in path:
-            from vlm2vec_core.documents import input_for_metadata
-            from vlm2vec_core.media import to_data_url
+            from vlm2vec_core.media.documents import input_for_metadata
+            from vlm2vec_core.media.images import to_data_url
 
             metadata = {"kind": "page", "reference": path, **node.metadata}
             try:
@@ -168,7 +168,7 @@ def chat_llm_from_env(**kwargs: Any) -> LLM | None:
     """The multimodal chat model configured for the suite, or None: ``VLM2VEC_CHAT_BASE_URL`` (else
     ``OPENAI_BASE_URL``), ``VLM2VEC_CHAT_API_KEY`` (else ``OPENAI_API_KEY``) and ``VLM2VEC_CHAT_MODEL``; configured
     when base URL and model are set. ``kwargs`` go to ``OpenAILike`` (e.g. ``max_tokens``, ``timeout``)."""
-    from vlm2vec_core.chat import ChatConfig
+    from vlm2vec_core.apps.chat import ChatConfig
 
     config = ChatConfig.from_env()
     if config is None:
@@ -235,6 +235,6 @@ class _HitList(NoText):
 
 
 def _captions(nodes: list[NodeWithScore]) -> str:
-    from vlm2vec_core.store import caption
+    from vlm2vec_core.index.store import caption
 
     return "\n".join(caption(hit.node.metadata, default=hit.node.node_id) for hit in nodes) or "(no hits)"

@@ -18,7 +18,7 @@ from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument, MediaResource
 
 from vlm2vec_core import Encoder, InputError
-from vlm2vec_core.documents import (
+from vlm2vec_core.media.documents import (
     IMAGE_SUFFIXES,
     PDF_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -49,7 +49,7 @@ _NOT_FOR_LLM = [
 
 
 class _ItemReader(BaseReader):
-    """Streams files through ``vlm2vec_core.documents.iter_items``; bad files are reported, not fatal."""
+    """Streams files through ``vlm2vec_core.media.documents.iter_items``; bad files are reported, not fatal."""
 
     kind: str = ""
 

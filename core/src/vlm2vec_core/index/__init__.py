@@ -1,0 +1,1 @@
+"""Indexes: stores, the indexer and its pipeline, Ray, evaluation."""
