@@ -14,11 +14,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from vlm2vec_core import ModelNotFoundError, VLM2VecEncoder
-from vlm2vec_core.apps.chat import ChatConfig, ask
-from vlm2vec_core.encoders.remote import RemoteEncoder
-from vlm2vec_core.index.indexer import index_paths, search
-from vlm2vec_core.index.store import ChromaStore
+from vlm2vec_core import (
+    ChatConfig,
+    ChromaStore,
+    ModelNotFoundError,
+    RemoteEncoder,
+    VLM2VecEncoder,
+    ask,
+    index_paths,
+    search,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -345,6 +345,19 @@ def test_import_is_light_and_framework_free():
     assert out.stdout.strip() == "[]"
 
 
+def test_every_public_name_resolves_and_none_but_the_local_encoder_brings_torch():
+    code = (
+        "import sys, vlm2vec_core\n"
+        "local = ('VLM2VecEncoder', 'LocalEncoder', 'ModelNotFoundError')\n"
+        "names = [n for n in vlm2vec_core.__all__ if n not in local]\n"
+        "missing = [n for n in names if getattr(vlm2vec_core, n, None) is None]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'llama_index', 'langchain_core', 'ray') if m in sys.modules]\n"
+        "print(missing, heavy, vlm2vec_core.VLM2VecEncoder.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] [] vlm2vec_core.encoders.local", out.stdout
+
+
 def test_one_model_call_per_batch_grouped_by_modality(tiny_model_dir: Path, mixed_inputs: list[object]):
     enc = VLM2VecEncoder(tiny_model_dir, dtype="float32").load()
     calls: list[int] = []

@@ -16,11 +16,17 @@ from .tasks import PRESETS, Instruction, TaskPreset, build_prompt, get_preset
 from .types import Input, Page, VideoClip, as_input
 
 if TYPE_CHECKING:
+    from .apps.chat import ChatConfig, ask
+    from .apps.service import SearchService
+    from .apps.sheet import contact_sheet
     from .encoders.loading import ModelNotFoundError
     from .encoders.local import VLM2VecEncoder
     from .encoders.local import VLM2VecEncoder as LocalEncoder
     from .encoders.remote import RemoteEncoder
+    from .index.distributed import index_with_ray
     from .index.evaluation import evaluate
+    from .index.indexer import IndexReport, index_paths, search
+    from .index.store import ChromaStore, Hit, VectorStore
     from .media.documents import (
         Item,
         file_digest,
@@ -54,13 +60,28 @@ _LAZY = {
     "pdf_pages": "media.pdf",
     "video_clips": "media.video",
     "read_video_frames": "media.video",
+    "ChromaStore": "index.store",
+    "VectorStore": "index.store",
+    "Hit": "index.store",
+    "index_paths": "index.indexer",
+    "search": "index.indexer",
+    "IndexReport": "index.indexer",
+    "index_with_ray": "index.distributed",
+    "SearchService": "apps.service",
+    "contact_sheet": "apps.sheet",
+    "ChatConfig": "apps.chat",
+    "ask": "apps.chat",
 }
 
 __all__ = [
     "FAMILIES",
     "PRESETS",
+    "ChatConfig",
+    "ChromaStore",
     "Encoder",
     "FakeEncoder",
+    "Hit",
+    "IndexReport",
     "Input",
     "InputError",
     "Instruction",
@@ -71,17 +92,23 @@ __all__ = [
     "Page",
     "Profile",
     "RemoteEncoder",
+    "SearchService",
     "TaskPreset",
     "UnknownFamilyError",
     "VLM2VecEncoder",
+    "VectorStore",
     "VideoClip",
     "as_input",
+    "ask",
     "build_prompt",
+    "contact_sheet",
     "evaluate",
     "file_digest",
     "full_image",
     "get_family",
     "get_preset",
+    "index_paths",
+    "index_with_ray",
     "input_for_metadata",
     "input_for_reference",
     "iter_items",
@@ -89,6 +116,7 @@ __all__ = [
     "pdf_pages",
     "read_clip_frames",
     "read_video_frames",
+    "search",
     "video_clips",
     "walk",
 ]
