@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 
 class Progress:
+    """Items done of ``total``; ``update`` may be called from several threads at once."""
+
     def __init__(self, total: int, show: bool | None) -> None:
+        self._lock = threading.Lock()
         if show is None:
             show = total > 64 and sys.stderr.isatty()
         self._bar: Any = None
@@ -21,7 +25,8 @@ class Progress:
 
     def update(self, n: int) -> None:
         if self._bar is not None:
-            self._bar.update(n)
+            with self._lock:
+                self._bar.update(n)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -21,7 +21,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -375,6 +376,22 @@ def _tick(tick: Any, n: int, _future: object) -> None:
     tick(n)
 
 
+def _ordered_map(pool: ThreadPoolExecutor, fn: Any, iterable: Iterable[Any], *, ahead: int) -> Iterator[Any]:
+    """``pool.map(fn, iterable)`` that submits at most ``ahead`` calls beyond the result being waited for (where
+    ``Executor.map`` submits every call at once, so all results would be held in memory)."""
+    pending: deque[Future[Any]] = deque()
+    try:
+        for arg in iterable:
+            pending.append(pool.submit(fn, arg))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def _retry_after(response: Any) -> float:
     after = response.headers.get("retry-after", "")
     return float(after) if after.replace(".", "", 1).isdigit() else 0.0
@@ -389,6 +406,8 @@ def _differs(reference: dict[str, Any], entry: dict[str, Any]) -> str | None:
 
 
 Job = tuple[list[Prepared], dict[str, Any]]
+SEND_AHEAD = 2  # requests prepared per sending thread, counting the one it sends
+PREPARE_THREADS = 4  # threads fitting and encoding media for the requests
 
 
 class RemoteEncoder(HttpService, PresetMixin):
@@ -514,35 +533,36 @@ class RemoteEncoder(HttpService, PresetMixin):
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
         """Embed inputs on the servers; same contract as ``VLM2VecEncoder.encode``. Each request is sent as soon
-        as its items are prepared, so the client's preparation overlaps the servers' work."""
+        as its items are prepared, so the client's preparation overlaps the servers' work; preparation runs at
+        most a few requests ahead of the servers, so memory does not grow with the number of inputs."""
         self.dim  # noqa: B018 - ask the server what it serves (and check the family) before preparing for it
         items = self._checked_inputs(inputs, batch_size)
-        prepared: list[Prepared] = []
-        sent: list[tuple[Job, Future[np.ndarray | InputError]]] = []
-        ticks = threading.Lock()
+        order: list[int] = []
+        sent: list[tuple[list[int], Future[np.ndarray | InputError]]] = []
+        senders = self.max_concurrency * len(self.endpoints)
+        room = threading.Semaphore(senders * SEND_AHEAD)  # requests prepared and not yet answered
 
         def run(job: Job) -> np.ndarray | InputError:
             try:
                 return self._post_embeddings(job[1], len(job[0]))
             except InputError as exc:
                 return exc
+            finally:
+                room.release()
 
-        pool = ThreadPoolExecutor(self.max_concurrency * len(self.endpoints), thread_name_prefix="vlm2vec-remote")
+        pool = ThreadPoolExecutor(senders, thread_name_prefix="vlm2vec-remote")
         with Progress(len(items), show_progress) as bar:
-
-            def tick(n: int) -> None:
-                with ticks:
-                    bar.update(n)
-
             try:
-                for job in self._jobs(items, as_instruction(instruction), batch_size, errors, prepared, tick):
+                for job in self._jobs(items, as_instruction(instruction), batch_size, errors, order, bar.update):
+                    room.acquire()
                     future = pool.submit(run, job)
-                    future.add_done_callback(functools.partial(_tick, tick, len(job[0])))
-                    sent.append((job, future))
+                    future.add_done_callback(functools.partial(_tick, bar.update, len(job[0])))
+                    sent.append(([p.index for p in job[0]], future))  # the job (and its media) is dropped once sent
+                    del job
                 results = [future.result() for _, future in sent]
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-        return self._assemble(prepared, [job for job, _ in sent], results, errors)
+        return self._assemble(order, [indices for indices, _ in sent], results, errors)
 
     async def aencode(
         self,
@@ -553,27 +573,65 @@ class RemoteEncoder(HttpService, PresetMixin):
         show_progress: bool | None = None,
         errors: list[InputError] | None = None,
     ) -> np.ndarray:
-        """``encode`` with async I/O (media are still prepared in a worker thread)."""
-
+        """``encode`` with async I/O: media are prepared in a thread while the requests already prepared are
+        sent, as in ``encode`` (and as far ahead of the servers)."""
         await asyncio.to_thread(lambda: self.dim)
-        prepared, jobs = await asyncio.to_thread(self._plan, inputs, instruction, batch_size, errors)
-        limit = asyncio.Semaphore(self.max_concurrency * len(self.endpoints))
+        items = self._checked_inputs(inputs, batch_size)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[Job | BaseException | None] = asyncio.Queue()
+        senders = self.max_concurrency * len(self.endpoints)
+        room = threading.Semaphore(senders * SEND_AHEAD)
+        stop = threading.Event()
+        order: list[int] = []
+        limit = asyncio.Semaphore(senders)
         clients = self._async_clients()
-        try:
+        bar = Progress(len(items), show_progress)
 
-            async def run(job: Job) -> np.ndarray | InputError:
+        def produce() -> None:  # in a thread: prepares the requests, waiting while enough are ahead
+            try:
+                for job in self._jobs(items, as_instruction(instruction), batch_size, errors, order, bar.update):
+                    while not room.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(ready.put_nowait, job)
+            except BaseException as exc:  # handed to the event loop, which raises it in aencode
+                loop.call_soon_threadsafe(ready.put_nowait, exc)
+            else:
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+
+        async def run(job: Job) -> np.ndarray | InputError:
+            try:
                 async with limit:
                     try:
                         body = await self._asend(clients, "POST", "/v1/embeddings", self._with_defaults(job[1]))
                     except InputError as exc:
                         return exc
                     return decode_embeddings(body, len(job[0]))
+            finally:
+                room.release()
+                bar.update(len(job[0]))
 
-            results = await asyncio.gather(*(run(job) for job in jobs))
+        sent: list[tuple[list[int], asyncio.Task[np.ndarray | InputError]]] = []
+        producer = loop.run_in_executor(None, produce)
+        try:
+            with bar:
+                while (job := await ready.get()) is not None:
+                    if isinstance(job, BaseException):
+                        raise job
+                    sent.append(([p.index for p in job[0]], asyncio.ensure_future(run(job))))
+                    del job
+                results = [await task for _, task in sent]
         finally:
+            stop.set()
+            for _, task in sent:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in sent), return_exceptions=True)
+            await producer
             for client in clients.values():
                 await client.aclose()
-        return self._assemble(prepared, jobs, list(results), errors)
+        return self._assemble(order, [indices for indices, _ in sent], results, errors)
 
     @staticmethod
     def _checked_inputs(inputs: Sequence[Any], batch_size: int) -> list[Any]:
@@ -589,12 +647,21 @@ class RemoteEncoder(HttpService, PresetMixin):
         instruction: Instruction | str | None,
         batch_size: int,
         errors: list[InputError] | None,
-    ) -> tuple[list[Prepared], list[Job]]:
-        """Every input prepared (media fitted) and cut into requests: text batches and one per media item."""
-        items = self._checked_inputs(inputs, batch_size)
-        prepared: list[Prepared] = []
-        jobs = list(self._jobs(items, as_instruction(instruction), batch_size, errors, prepared, lambda n: None))
-        return prepared, jobs
+    ) -> tuple[list[int], list[Job]]:
+        """Every request ``inputs`` become, at once (the good inputs' indices, and the requests): what the
+        encode paths send as they go."""
+        order: list[int] = []
+        jobs = list(
+            self._jobs(
+                self._checked_inputs(inputs, batch_size),
+                as_instruction(instruction),
+                batch_size,
+                errors,
+                order,
+                lambda n: None,
+            )
+        )
+        return order, jobs
 
     def _jobs(
         self,
@@ -602,12 +669,13 @@ class RemoteEncoder(HttpService, PresetMixin):
         instruction: Instruction,
         batch_size: int,
         errors: list[InputError] | None,
-        prepared: list[Prepared],
+        order: list[int],
         skipped: Any,
     ) -> Iterator[Job]:
-        """Requests as their inputs are prepared (in worker threads, which also encode the media): a media item's
-        at once, texts in batches of ``batch_size``. Good items are appended to ``prepared`` in input order; a
-        bad one is reported (``errors``, else raised) and counted by ``skipped(1)``."""
+        """Requests as their inputs are prepared (in worker threads, which also encode the media, a bounded
+        number of inputs ahead): a media item's at once, texts in batches of ``batch_size``. The indices of good
+        inputs are appended to ``order`` in input order; a bad one is reported (``errors``, else raised) and
+        counted by ``skipped(1)``."""
         family, limits, fmt = self.family, self.limits, self.wire_format()
         default = family.default_instruction
 
@@ -622,13 +690,14 @@ class RemoteEncoder(HttpService, PresetMixin):
             return p, {"messages": [{"role": "user", "content": content_parts(p.prompt, p.image, p.frames, fmt)}]}
 
         texts: list[Prepared] = []
-        with ThreadPoolExecutor(min(4, max(1, len(items))), thread_name_prefix="vlm2vec-prepare") as pool:
-            for p, body in pool.map(prepare, enumerate(items)):
+        threads = min(PREPARE_THREADS, max(1, len(items)))
+        with ThreadPoolExecutor(threads, thread_name_prefix="vlm2vec-prepare") as pool:
+            for p, body in _ordered_map(pool, prepare, enumerate(items), ahead=threads * 2):
                 if isinstance(p, InputError):
                     report(p, errors)
                     skipped(1)
                     continue
-                prepared.append(p)
+                order.append(p.index)
                 if body is not None:
                     yield [p], body
                     continue
@@ -641,26 +710,26 @@ class RemoteEncoder(HttpService, PresetMixin):
 
     def _assemble(
         self,
-        prepared: list[Prepared],
-        jobs: list[Job],
+        order: list[int],
+        sent: list[list[int]],
         results: list[np.ndarray | InputError],
         errors: list[InputError] | None,
     ) -> np.ndarray:
-        """Rows in input order; an item the server refused is raised, or recorded in ``errors`` and skipped."""
+        """Rows in input order (``order``: the good inputs' indices; ``sent``: each request's input indices); an
+        item the server refused is raised, or recorded in ``errors`` and skipped."""
         rows: dict[int, np.ndarray] = {}
-        for (chunk, _), result in zip(jobs, results, strict=True):
+        for indices, result in zip(sent, results, strict=True):
             if isinstance(result, InputError):
-                for p in chunk:
+                for index in indices:
                     report(
-                        InputError(result.reason, source=result.source, location=f"input {p.index}", index=p.index),
-                        errors,
+                        InputError(result.reason, source=result.source, location=f"input {index}", index=index), errors
                     )
             else:
-                for p, row in zip(chunk, result, strict=True):
-                    if p.index in rows:  # each input is sent once: a second vector would be a bug, never stored
-                        raise RemoteError(f"input {p.index} got two vectors")
-                    rows[p.index] = row
-        kept = [rows[p.index] for p in prepared if p.index in rows]
+                for index, row in zip(indices, result, strict=True):
+                    if index in rows:  # each input is sent once: a second vector would be a bug, never stored
+                        raise RemoteError(f"input {index} got two vectors")
+                    rows[index] = row
+        kept = [rows[i] for i in order if i in rows]
         return np.stack(kept).astype(np.float32) if kept else np.zeros((0, self.dim), dtype=np.float32)
 
     # -- HTTP ----------------------------------------------------------------------------------------------
