@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError
 
@@ -125,7 +125,8 @@ def load_image(src: Any, *, name: str | None = None, max_decode_pixels: int = MA
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # exif_transpose copies even an upright image
+            image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"cannot decode image: {exc}", source=label) from exc
