@@ -4,13 +4,20 @@ The work splits the way Ray Data splits a batch-inference job:
 
 * the driver (the process calling :func:`index_with_ray`) lists and hashes the files, prunes, skips the files
   the store's ledger holds, and asks the store which items of a half-indexed file it has already;
-* Ray CPU tasks render the files, one file per task: a PDF's pages, a video's clips, an image's bytes, one row
-  per item carrying its id, its metadata and what to embed (a task that crashes or fails costs its file only);
+* small Ray tasks count the pages of the PDFs and the clips of the videos (32 files a task; an image is one
+  item and is not opened);
+* Ray CPU tasks render about ``items_per_task`` items each: a PDF longer than that is split into ranges of
+  that many pages, one range a task; smaller files are grouped several to a task. A task reads its files (or
+  its range) one after the other in a decoding process its Ray worker keeps (``vlm2vec_core.media.isolate``,
+  running the one-machine pipeline's ``read_items``), so a file that crashes its decoder or runs past
+  ``file_timeout`` costs that file only: the process is replaced and the task goes on with its other files.
+  It yields one row per item carrying its id, its metadata and what to embed, then one row per file or range
+  with their count and the problems met;
 * actors embed the rows (``map_batches`` with a callable class: one model load per actor), on a GPU each when
   the cluster has GPUs, else on the CPU; or, with ``remote=``, actors that send the rows to ``vlm2vec serve``
   (or vLLM) servers;
 * the driver upserts the vectors into the store (a ``chroma run`` server, or the embedded store on the driver's
-  disk) and records a file in the ledger once every item of it is stored.
+  disk) and records a file in the ledger once every item of it, over all of its ranges, is stored.
 
 Ids come from the content (as in :func:`vlm2vec_core.index.indexer.index_paths`), items already stored are not
 embedded again, and a file is recorded only when all of its items are in: a run killed at any moment and
@@ -28,7 +35,6 @@ import os
 import pickle
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,20 +42,31 @@ from typing import Any
 
 import numpy as np
 
+from ..encoders.progress import IndexProgress
 from ..encoders.protocol import EncoderSpec, encode_by_task
 from ..errors import InputError, require_extra
-from ..media.documents import clip_sampler, default_cache_dir, iter_items
+from ..media.documents import default_cache_dir
+from ..media.isolate import WorkerPool
 from .indexer import IndexReport, check_store, plan_files, task_for_kind
-from .pipeline import _fitted, fitting_of
+from .pipeline import COUNT_BATCH, DEPTH, Entry, ReadJob, count_items, fitting_of, page_ranges, read_items, sampler_args
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
 log = logging.getLogger(__name__)
 
+# Items a render task is given: a longer PDF is split into ranges of this many pages, smaller files grouped to
+# about this many. A Ray Data task costs about 12-16 ms of scheduling besides its work (measured: 256 one-row
+# tasks doing nothing on a local 2-CPU cluster), against about 45 ms to render, fit and thumbnail a letter page at
+# 144 dpi (more for dense text) and about 5 ms to check a small image: at 16 items a task that overhead is a few
+# per cent even for images (one image a task spent more time scheduling than working), while a 2,000-page PDF
+# still makes 125 tasks for the cluster's CPUs, a failed range costs 16 pages' work, and a task's output (16
+# fitted pages of about 2.9 MB) stays well under Ray Data's 128 MiB block, so a task holds little memory.
+ITEMS_PER_TASK = 16
+
 # Row types flowing from the render tasks through the encoder actors to the driver.
 _ITEM = "item"  # to embed
 _STORED = "stored"  # already in the store (a resumed file): passed through, not embedded
-_FAILED = "failed"  # the encoder refused it (set by the actors)
-_END = "end"  # one per file, after its items: how many there were and the file's rendering problems
+_FAILED = "failed"  # its media could not be fitted (set by the render task) or the encoder refused it (actors)
+_END = "end"  # one per part (a file, or a range of a PDF's pages), after its items: their count and problems
 
 
 def index_with_ray(
@@ -70,6 +87,7 @@ def index_with_ray(
     num_gpus_per_actor: float | None = None,
     num_cpus_per_actor: float = 1,
     num_cpus_per_render: float = 1,
+    items_per_task: int = ITEMS_PER_TASK,
     cache_dir: str | os.PathLike[str] | None = None,
     dpi: float = 144,
     clip_seconds: float = 10.0,
@@ -91,16 +109,22 @@ def index_with_ray(
     the encoder's; ``batch_size`` its batch, ``rows_per_call`` how many items an actor takes at once (default
     four batches).
 
-    ``file_timeout``: seconds a render task may spend on one file before its worker is killed (the file is then
-    reported; POSIX; None: no limit). ``ray_address``: the cluster to join (``"auto"``, ``ray://head:10001``);
-    None joins the one this process is connected to already, else ``$RAY_ADDRESS``, else starts one on this
-    machine (and stops it at the end). ``progress``: a tqdm-like bar, updated once per item.
+    ``items_per_task``: pages, clips and images a render task (``num_cpus_per_render`` CPUs) is given: a PDF
+    with more pages is split into ranges of that many (when its page count can be trusted), smaller files are
+    grouped to about that many items a task; a video is one task's (it is read from start to end).
+    ``file_timeout``: seconds of work a render task may spend on one file or range before the worker process
+    decoding it is killed (the file is then reported; None: no limit). ``ray_address``: the cluster to join
+    (``"auto"``, ``ray://head:10001``); None joins the one this process is connected to already, else
+    ``$RAY_ADDRESS``, else starts one on this machine (and stops it at the end). ``progress``: a tqdm-like bar,
+    updated once per item (its total set once the items are counted).
 
-    Bad files are listed in the report, never fatal; a file whose render task or encoder actor failed is listed
-    too, and left for the next run.
+    Bad files are listed in the report, never fatal; a file whose decoder crashed, or whose render task or
+    encoder actor failed, is listed too, and left for the next run.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if items_per_task < 1:
+        raise ValueError(f"items_per_task must be positive, got {items_per_task}")
     if file_timeout is not None and not file_timeout > 0:
         raise ValueError(f"file_timeout must be positive, got {file_timeout!r}")
     if model is not None and remote is not None:
@@ -151,6 +175,7 @@ def index_with_ray(
             actor_spec = EncoderSpec(**{**spec.__dict__, "device": "cpu"})
         cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
         stored = _stored_ids(vectors_store, [digest for _, digest, _ in todo])
+        family_of_clips, num_frames = sampler_args(encoder)
         _run(
             todo,
             stored,
@@ -162,10 +187,12 @@ def index_with_ray(
                 "dpi": dpi,
                 "clip_seconds": clip_seconds,
                 "tasks": dict(task_for_kind(encoder)),
-                "sampler": clip_sampler(encoder),
+                "family": family_of_clips,  # the clip sampler's (rebuilt in the decoding process)
+                "num_frames": num_frames,
                 "fitting": fitting_of(encoder),  # pages and clips travel at the model's size, fitted on the CPUs
                 "timeout": file_timeout,
             },
+            items_per_task=items_per_task,
             actors=actors,
             num_gpus_per_actor=num_gpus_per_actor,
             num_cpus_per_actor=num_cpus_per_actor,
@@ -211,6 +238,97 @@ def _stored_ids(store: VectorStore, digests: Sequence[str]) -> dict[str, list[st
     return found
 
 
+# -- how the work is cut into tasks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """A file, or a range of a PDF's pages, as one render task reads it (in a process of its own)."""
+
+    source: str
+    digest: str
+    kind: str  # the file's: pdf, video or image
+    index: int = 0  # its place among the file's parts
+    pages: tuple[int, ...] | None = None  # None: the whole file
+
+    @property
+    def span(self) -> str | None:
+        """``pages 17-32`` for a range, None for a whole file (where errors are located)."""
+        if self.pages is None:
+            return None
+        first, last = self.pages[0], self.pages[-1]
+        return f"page {first}" if first == last else f"pages {first}-{last}"
+
+
+def plan_tasks(
+    files: Sequence[tuple[str, str, str]], counts: Sequence[int | None], items_per_task: int = ITEMS_PER_TASK
+) -> list[list[Part]]:
+    """The render tasks for ``files`` (``(source, digest, file kind)``, each with its counted items, None
+    where they could not be counted), each a list of parts, in file order.
+
+    A PDF of more than ``items_per_task`` pages gets one task per range of that many pages (the one-machine
+    pipeline's ``page_ranges``). A file whose items could not be counted (a PDF whose page tree does not hold
+    what it claims, read whole; a video of unknown length) gets a task of its own, as does a file of at least
+    ``items_per_task`` items. The others are grouped in order, several to a task, up to ``items_per_task``
+    items a task."""
+    tasks: list[list[Part]] = []
+    group: list[Part] = []
+    held = 0
+    for (source, digest, what), count in zip(files, counts, strict=True):
+        ranges = page_ranges(count, size=items_per_task) if what == "pdf" else [None]
+        if len(ranges) > 1:
+            tasks.extend([Part(source, digest, what, n, pages)] for n, pages in enumerate(ranges))
+            continue
+        weight = items_per_task if count is None else max(1, count)
+        if group and held + weight > items_per_task:
+            tasks.append(group)
+            group, held = [], 0
+        group.append(Part(source, digest, what))
+        held += weight
+        if held >= items_per_task:
+            tasks.append(group)
+            group, held = [], 0
+    if group:
+        tasks.append(group)
+    return tasks
+
+
+def _count_files(pairs: list[tuple[str, str]], clip_seconds: float, timeout: float | None) -> list[int | None]:
+    """A Ray task: the items of ``(path, file kind)`` pairs, read from their headers in a decoding process (a
+    header that crashes it or hangs makes the whole batch unknown: those files are then read whole)."""
+    try:
+        job = _decoder().submit(count_items, pairs, clip_seconds, source=pairs[0][0], timeout=timeout, depth=1)
+        counts: list[int | None] = job.result()
+    except InputError as err:
+        log.info("could not count the items of %d file(s) (%s)", len(pairs), err.reason)
+        return [None] * len(pairs)
+    return counts
+
+
+def _counted(
+    files: Sequence[tuple[str, str, str]], clip_seconds: float, timeout: float | None, num_cpus: float
+) -> list[int | None]:
+    """Each file's item count, the PDFs and videos counted in Ray tasks (an image is one item)."""
+    import ray
+
+    counts: list[int | None] = [1 if what == "image" else None for _, _, what in files]
+    wanted = [n for n, (_, _, what) in enumerate(files) if what != "image"]
+    if not wanted:
+        return counts
+    task = ray.remote(_count_files).options(num_cpus=num_cpus)
+    batches = [wanted[i : i + COUNT_BATCH] for i in range(0, len(wanted), COUNT_BATCH)]
+    refs = [task.remote([(files[n][0], files[n][2]) for n in batch], clip_seconds, timeout) for batch in batches]
+    for batch, ref in zip(batches, refs, strict=True):
+        try:
+            got = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # its worker died (a lost node): those files are read whole
+            log.info("could not count the items of %d file(s) (%s)", len(batch), type(exc).__name__)
+            continue
+        for n, count in zip(batch, got, strict=True):
+            counts[n] = count
+    return counts
+
+
 # -- the Ray side ----------------------------------------------------------------------------------------
 
 
@@ -222,6 +340,7 @@ def _run(
     report: IndexReport,
     *,
     render_args: dict[str, Any],
+    items_per_task: int,
     actors: int,
     num_gpus_per_actor: float,
     num_cpus_per_actor: float,
@@ -234,124 +353,172 @@ def _run(
 
     context = ray.data.DataContext.get_current()
     saved = (context.max_errored_blocks, context.enable_progress_bars)
-    # A file whose render task fails (or whose worker dies) drops its own block, not the run: it then never
-    # completes here, is reported and is tried again next time.
+    # A render task that fails (a bug, a lost node past Ray's retries) or an actor's failed batch drops its own
+    # block, not the run: its files then never complete here, are reported and are tried again next time.
     context.max_errored_blocks = -1
     if progress is not None:
         context.enable_progress_bars = False
+    bar = IndexProgress(progress)
     try:
         # Identical copies share their items (ids come from the content): the first is rendered, the others
         # are recorded with it, as index_paths records them (their items already stored).
-        first: dict[str, str] = {}
+        first: dict[str, tuple[str, str]] = {}
         twins: dict[str, list[str]] = {}
-        for source, digest, _ in todo:
+        for source, digest, what in todo:
             if digest in first:
-                twins.setdefault(first[digest], []).append(source)
+                twins.setdefault(first[digest][0], []).append(source)
             else:
-                first[digest] = source
-        rows = [{"source": s, "digest": d, "stored": list(stored.get(d, []))} for d, s in first.items()]
-        files = ray.data.from_items(rows, override_num_blocks=len(rows))  # one file per block, one per task
-        items = files.flat_map(
-            partial(_render_file, **render_args),
-            num_cpus=num_cpus_per_render,
-            max_retries=0,  # a file that crashes its worker is not tried again (Ray's default: forever)
-        )
+                first[digest] = (source, what)
+        files = [(source, digest, what) for digest, (source, what) in first.items()]
+        counts = _counted(files, render_args["clip_seconds"], render_args["timeout"], num_cpus_per_render)
+        bar.set_total(sum(n or 0 for n in counts))
+        plan = plan_tasks(files, counts, items_per_task)
+        parts: dict[str, list[Part]] = {}
+        for task in plan:
+            for part in task:
+                parts.setdefault(part.source, []).append(part)
+        rows = [{"parts": _packed(task, stored)} for task in plan]
+        blocks = ray.data.from_items(rows, override_num_blocks=len(rows))  # one block, so one task, each
+        items = blocks.flat_map(partial(_render_task, **render_args), num_cpus=num_cpus_per_render)
         vectors = items.map_batches(
             _EncodeRows,
             fn_constructor_kwargs={"spec": spec, "batch_size": batch_size},
             batch_size=rows_per_call,
             batch_format="numpy",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=num_gpus_per_actor,
             num_cpus=num_cpus_per_actor,
         )
-        ledger = _Ledger(store, report, {s: d for d, s in first.items()}, twins, progress)
+        ledger = _Ledger(store, report, parts, twins, progress)
         for batch in vectors.iter_batches(batch_size=None, batch_format="numpy"):
             ledger.take(batch)
         ledger.finish()
+        bar.finish()
     finally:
         context.max_errored_blocks, context.enable_progress_bars = saved
 
 
-def _render_file(
+def _packed(task: list[Part], stored: Mapping[str, list[str]]) -> str:
+    """A task's parts as its one input row (JSON: Arrow needs no schema for it)."""
+    return json.dumps(
+        [
+            {
+                "source": p.source,
+                "digest": p.digest,
+                "kind": p.kind,
+                "index": p.index,
+                "pages": None if p.pages is None else list(p.pages),
+                "stored": stored.get(p.digest, []),
+            }
+            for p in task
+        ]
+    )
+
+
+_decoding: WorkerPool | None = None
+
+
+def _decoder() -> WorkerPool:
+    """This Ray worker's decoding process (started on its first task, kept for the next ones)."""
+    global _decoding
+    if _decoding is None or _decoding._closed:
+        _decoding = WorkerPool(1, name="vlm2vec-ray-decode")
+    return _decoding
+
+
+def _render_task(
     row: dict[str, Any],
     *,
     cache_dir: str,
     dpi: float,
     clip_seconds: float,
     tasks: Mapping[str, str],
-    sampler: Any,
+    family: Any = None,
+    num_frames: int | None = None,
     fitting: Any = None,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One file as rows, in a Ray CPU task: its items (what to embed, pickled) and a last row with their count
-    and the file's problems. With ``timeout``, a file that takes longer (a decoder looping on a forged file,
-    in native code where no exception reaches) ends the worker process: SIGALRM's default action."""
-    with _alarm(timeout):
-        return _file_rows(row, cache_dir, dpi, clip_seconds, tasks, sampler, fitting)
+    """One render task: each of its parts read in this worker's decoding process, as rows (the items, then one
+    end row a part). A part whose decoder crashes or runs past ``timeout`` seconds ends as that part's error;
+    the process is replaced and the task goes on with its other parts."""
+    import ray
 
-
-@contextmanager
-def _alarm(timeout: float | None) -> Iterator[None]:
-    """SIGALRM after ``timeout`` seconds (its default action ends the process), where that is possible."""
-    import signal
-
-    timed = timeout is not None and hasattr(signal, "setitimer") and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
-    if timed:
-        signal.setitimer(signal.ITIMER_REAL, float(timeout or 0))
-    try:
-        yield
-    finally:
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _file_rows(
-    row: dict[str, Any],
-    cache_dir: str,
-    dpi: float,
-    clip_seconds: float,
-    tasks: Mapping[str, str],
-    sampler: Any,
-    fitting: Any,
-) -> list[dict[str, Any]]:
-    source, digest = str(row["source"]), str(row["digest"])
-    already = set(row["stored"])
-    errors: list[InputError] = []
+    task_id = ray.get_runtime_context().get_task_id() or ""
     out: list[dict[str, Any]] = []
-    path = Path(source)
-    for item in iter_items(
-        path,
-        cache_dir=cache_dir,
-        dpi=dpi,
-        clip_seconds=clip_seconds,
-        errors=errors,
-        digest=digest,
-        sampler=sampler,
-    ):
-        done = item.id in already
-        if done:
-            payload = b""
-        elif item.kind == "image":  # its bytes: the encoder opens them as it opens the file
-            payload = path.read_bytes()
-        else:
-            payload = pickle.dumps(_fitted_input(item, fitting))
-        meta = {**item.metadata(), "source": source}
-        out.append(_row(_STORED if done else _ITEM, source, digest, item.id, item.kind, tasks[item.kind],
-                        item.label, json.dumps(meta), payload))  # fmt: skip
-    problems = [{"reason": e.reason, "location": e.location or ""} for e in errors]
-    out.append(_row(_END, source, digest, "", "", "", str(len(out)), json.dumps(problems), b""))
+    for raw in json.loads(row["parts"]):
+        part = Part(raw["source"], raw["digest"], raw["kind"], raw["index"], _pages(raw["pages"]))
+        job = ReadJob(
+            part.source,
+            part.digest,
+            cache_dir,
+            dpi,
+            clip_seconds,
+            family=family,
+            num_frames=num_frames,
+            fitting=None if part.kind == "image" else fitting,  # an image travels as its file's bytes
+            pages=part.pages,
+        )
+        out.extend(_part_rows(part, job, set(raw["stored"]), tasks, timeout, task_id))
     return out
 
 
-def _fitted_input(item: Any, fitting: Any) -> Any:
-    """A page's or a clip's Input at the model's size (as the one-machine pipeline's workers make it: the same
-    pixels the encoder would fit), so the actors neither receive nor resize full renders; as rendered when it
-    cannot be fitted (the encoder then reports it as it would)."""
-    if fitting is None:
-        return item.to_input()
-    entry = _fitted(item, fitting)
-    return entry.input if entry.input is not None else item.to_input()
+def _pages(pages: list[int] | None) -> tuple[int, ...] | None:
+    return None if pages is None else tuple(pages)
+
+
+def _part_rows(
+    part: Part, job: ReadJob, already: set[str], tasks: Mapping[str, str], timeout: float | None, task_id: str
+) -> list[dict[str, Any]]:
+    problems: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
+    crashed = False
+    try:
+        work = _decoder().submit(
+            _read_rows, part, job, already, tasks, source=part.source, timeout=timeout, depth=DEPTH
+        )
+        for rows, met in work:
+            out.extend(rows)
+            problems.extend(met)
+    except InputError as err:  # its decoder crashed or ran past the time limit: the rest of the part is lost
+        crashed = True
+        problems.append({"reason": err.reason, "location": err.location or part.span or ""})
+    end = {"part": part.index, "problems": problems, "crashed": crashed, "task": task_id}
+    out.append(_row(_END, part.source, part.digest, "", "", "", str(len(out)), json.dumps(end), b""))
+    return out
+
+
+def _read_rows(
+    part: Part, job: ReadJob, already: set[str], tasks: Mapping[str, str]
+) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
+    """In the decoding process: the part's items as finished rows (what to embed already pickled, so the pixels
+    cross from this process to the Ray worker once, as bytes), with the problems met, a few items at a time."""
+    for batch in read_items(job):
+        rows: list[dict[str, Any]] = []
+        problems: list[dict[str, str]] = []
+        for event in batch.events:
+            if isinstance(event, InputError):
+                problems.append({"reason": event.reason, "location": event.location or ""})
+            else:
+                rows.append(_item_row(part, event, already, tasks))
+        yield rows, problems
+
+
+def _item_row(part: Part, entry: Entry, already: set[str], tasks: Mapping[str, str]) -> dict[str, Any]:
+    item = entry.item
+    task, meta = tasks[item.kind], json.dumps({**item.metadata(), "source": part.source})
+    if item.id in already:
+        return _row(_STORED, part.source, part.digest, item.id, item.kind, task, item.label, meta, b"")
+    if entry.error is not None:  # its media could not be fitted to the model: reported as the encoder would
+        return _row(_FAILED, part.source, part.digest, item.id, item.kind, task, item.label, entry.error.reason, b"")
+    if item.kind == "image":  # its bytes: the encoder opens them as it opens the file
+        try:
+            payload = Path(part.source).read_bytes()
+        except OSError as exc:
+            reason = f"cannot read the file ({exc.strerror or exc})"
+            return _row(_FAILED, part.source, part.digest, item.id, item.kind, task, item.label, reason, b"")
+    else:
+        payload = pickle.dumps(entry.input if entry.input is not None else item.to_input())
+    return _row(_ITEM, part.source, part.digest, item.id, item.kind, task, item.label, meta, payload)
 
 
 def _row(
@@ -372,8 +539,8 @@ def _row(
         "id": item_id,
         "kind": kind,
         "task": task,
-        "label": label,  # for the end row: the number of item rows of the file
-        "meta": meta,  # the item's metadata, or the end row's problems (JSON)
+        "label": label,  # for the end row: the number of item rows of the part
+        "meta": meta,  # the item's metadata; a failed item's reason; the end row's part, problems, task (JSON)
         "payload": payload,
     }
 
@@ -423,10 +590,17 @@ def _input(kind: str, payload: bytes) -> Any:
 @dataclass
 class _File:
     digest: str
-    expected: int | None = None  # item rows, known when the file's end row arrives
-    seen: int = 0
+    parts: dict[int, Part]  # the parts not ended yet
+    expected: int = 0  # item rows of the parts ended
+    ids: set[str] = field(default_factory=set)  # item rows seen (a retried task's repeats are not counted)
     kept: int = 0  # stored now or already there
+    crashed: bool = False  # a part's decoder crashed or ran past the time limit: not recorded this run
     errors: list[InputError] = field(default_factory=list)
+
+    def add_error(self, error: InputError) -> None:
+        """Record ``error`` unless the same one is there (a problem every range of a PDF meets: once)."""
+        if all(str(e) != str(error) for e in self.errors):
+            self.errors.append(error)
 
 
 class _Ledger:
@@ -436,12 +610,12 @@ class _Ledger:
         self,
         store: VectorStore,
         report: IndexReport,
-        files: Mapping[str, str],
+        parts: Mapping[str, list[Part]],
         twins: Mapping[str, list[str]],
         progress: Any,
     ) -> None:
         self.store, self.report, self.progress, self.twins = store, report, progress, twins
-        self.files = {source: _File(digest) for source, digest in files.items()}
+        self.files = {s: _File(p[0].digest, {part.index: part for part in p}) for s, p in parts.items()}
         self.started = time.perf_counter()
 
     def take(self, batch: Mapping[str, np.ndarray]) -> None:
@@ -454,18 +628,21 @@ class _Ledger:
                 [json.loads(batch["meta"][n]) for n in good],
             )
         touched: set[str] = set()
+        new = 0
         for n, kind in enumerate(kinds):
             source = str(batch["source"][n])
-            state = self.files[source]
+            state = self.files.get(source)
+            if state is None:  # a retried task's repeat of a file closed already
+                continue
             touched.add(source)
             if kind == _END:
-                state.expected = int(batch["label"][n])
-                state.errors.extend(
-                    InputError(p["reason"], source=source, location=p["location"] or None)
-                    for p in json.loads(batch["meta"][n])
-                )
+                self._end(source, state, int(batch["label"][n]), json.loads(batch["meta"][n]))
                 continue
-            state.seen += 1
+            item_id = str(batch["id"][n])
+            if item_id in state.ids:
+                continue
+            state.ids.add(item_id)
+            new += 1
             if kind == _ITEM:
                 state.kept += 1
                 self.report.items[str(batch["kind"][n])] += 1
@@ -473,26 +650,43 @@ class _Ledger:
                 state.kept += 1
                 self.report.reused += 1
             else:  # _FAILED
-                state.errors.append(InputError(str(batch["meta"][n]), source=source, location=str(batch["label"][n])))
+                state.add_error(InputError(str(batch["meta"][n]), source=source, location=str(batch["label"][n])))
         if self.progress is not None:
-            self.progress.update(sum(kind != _END for kind in kinds))
+            self.progress.update(new)
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             rates = ", ".join(f"{n / elapsed:.1f} {k}s/s" for k, n in sorted(self.report.items.items()))
             self.progress.set_postfix_str(rates)
         for source in touched:
             self._close_if_done(source)
 
+    def _end(self, source: str, state: _File, items: int, end: dict[str, Any]) -> None:
+        part = state.parts.pop(int(end["part"]), None)
+        if part is None:  # a retried task's repeat
+            return
+        state.expected += items
+        state.crashed = state.crashed or bool(end["crashed"])
+        for problem in end["problems"]:
+            state.add_error(InputError(problem["reason"], source=source, location=problem["location"] or None))
+        log.debug(
+            "%s%s: %d item(s), read by Ray task %s",
+            source,
+            f" ({part.span})" if part.span else "",
+            items,
+            end["task"],
+            extra={"ray_task": end["task"], "ray_part": part},
+        )
+
     def _close_if_done(self, source: str) -> None:
         state = self.files[source]
-        if state.expected is None or state.seen < state.expected:
+        if state.parts or len(state.ids) < state.expected:
             return
         del self.files[source]
         self.report.errors.extend(state.errors)
         for twin in self.twins.get(source, []):  # each copy has the same problems, as each would alone
             self.report.errors.extend(InputError(e.reason, source=twin, location=e.location) for e in state.errors)
-        # A file whose every item failed (unreadable, or every clip broken) is not recorded as done: the next
-        # run tries it again instead of skipping it silently.
-        if state.errors and state.kept == 0:
+        # A file a decoder crashed on is not done (what was stored is kept); nor is one whose every item failed
+        # (unreadable, or every clip broken): the next run tries them again instead of skipping them silently.
+        if state.crashed or (state.errors and state.kept == 0):
             return
         for path in [source, *self.twins.get(source, [])]:
             self.store.mark_file(FileRecord(path, state.digest, state.expected, time.time()))
@@ -501,16 +695,18 @@ class _Ledger:
                 self.report.reused += state.kept
 
     def finish(self) -> None:
-        """Files that never completed: their render task or an encoder actor failed (Ray logged why)."""
+        """Files that never completed: a render task or an encoder actor failed (Ray logged why)."""
         for source, state in self.files.items():
-            self.report.errors.extend(state.errors)
-            self.report.errors.extend(
-                InputError(
-                    "a Ray worker failed on this file (its rendering crashed or ran past file_timeout, or an "
-                    "encoder actor failed: see Ray's log); it is not recorded as indexed, so the next run tries it "
-                    "again",
-                    source=path,
+            missing = [p.span for p in state.parts.values()]
+            where = None if None in missing or not missing else ", ".join(str(s) for s in missing)
+            for path in [source, *self.twins.get(source, [])]:
+                self.report.errors.extend(InputError(e.reason, source=path, location=e.location) for e in state.errors)
+                self.report.errors.append(
+                    InputError(
+                        "a Ray worker failed on this file (a render task or an encoder actor failed: see Ray's "
+                        "log); it is not recorded as indexed, so the next run tries it again",
+                        source=path,
+                        location=where,
+                    )
                 )
-                for path in [source, *self.twins.get(source, [])]
-            )
         self.files.clear()
