@@ -243,7 +243,7 @@ def _stored_ids(store: VectorStore, digests: Sequence[str]) -> dict[str, list[st
 
 @dataclass(frozen=True)
 class Part:
-    """A file, or a range of a PDF's pages, as one render task reads it (in a process of its own)."""
+    """A file, or a range of a PDF's pages, as a render task reads it (in its Ray worker's decoding process)."""
 
     source: str
     digest: str
