@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--actors", type=_positive_int, default=None, help="with --ray: encoder actors (default: GPUs)")
     index.add_argument("--gpus-per-actor", type=_positive_float, default=None, help="with --ray (default 1 on GPUs)")
+    index.add_argument(
+        "--items-per-task",
+        type=_positive_int,
+        default=16,
+        help="with --ray: pages, clips and images a render task is given (a longer PDF is split into ranges)",
+    )
 
     search = commands.add_parser("search", help="find the pages, clips and images that match a query")
     search.add_argument("query")
@@ -597,6 +603,8 @@ def _indexed_on_ray(args: argparse.Namespace, paths: list[Path], store: Any, *, 
         clip_seconds=args.clip_seconds,
         batch_size=args.batch_size,
         file_timeout=args.file_timeout,
+        password=getattr(args, "password", None),
+        items_per_task=args.items_per_task,
         prune=prune,
         progress=progress,
     )

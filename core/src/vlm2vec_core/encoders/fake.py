@@ -61,7 +61,7 @@ class FakeEncoder(PresetMixin):
             digest = hashlib.sha256(item.prompt.encode())  # SHA-256 runs in hardware on most CPUs: 2x blake2b
             for image in ([item.image] if item.image is not None else []) + (item.frames or []):
                 digest.update(repr(image.size).encode())
-                digest.update(np.asarray(image))  # its buffer (a third of the time of tobytes)
+                digest.update(np.asarray(image).data)  # its buffer (a third of the time of tobytes)
             self.prompts.append(item.prompt)
             rng = np.random.default_rng(int.from_bytes(digest.digest()[:16], "little"))
             rows.append(rng.standard_normal(self._dim))

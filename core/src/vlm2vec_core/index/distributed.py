@@ -94,6 +94,7 @@ def index_with_ray(
     batch_size: int = 8,
     rows_per_call: int | None = None,
     file_timeout: float | None = None,
+    password: str | None = None,
     prune: bool = False,
     progress: Any = None,
 ) -> IndexReport:
@@ -113,7 +114,8 @@ def index_with_ray(
     with more pages is split into ranges of that many (when its page count can be trusted), smaller files are
     grouped to about that many items a task; a video is one task's (it is read from start to end).
     ``file_timeout``: seconds of work a render task may spend on one file or range before the worker process
-    decoding it is killed (the file is then reported; None: no limit). ``ray_address``: the cluster to join
+    decoding it is killed (the file is then reported; None: no limit). ``password``: tried on every encrypted
+    PDF (it travels to the render tasks with their arguments). ``ray_address``: the cluster to join
     (``"auto"``, ``ray://head:10001``); None joins the one this process is connected to already, else
     ``$RAY_ADDRESS``, else starts one on this machine (and stops it at the end). ``progress``: a tqdm-like bar,
     updated once per item (its total set once the items are counted).
@@ -191,6 +193,7 @@ def index_with_ray(
                 "num_frames": num_frames,
                 "fitting": fitting_of(encoder),  # pages and clips travel at the model's size, fitted on the CPUs
                 "timeout": file_timeout,
+                "password": password,
             },
             items_per_task=items_per_task,
             actors=actors,
@@ -437,6 +440,7 @@ def _render_task(
     num_frames: int | None = None,
     fitting: Any = None,
     timeout: float | None = None,
+    password: str | None = None,
 ) -> list[dict[str, Any]]:
     """One render task: each of its parts read in this worker's decoding process, as rows (the items, then one
     end row a part). A part whose decoder crashes or runs past ``timeout`` seconds ends as that part's error;
@@ -457,6 +461,7 @@ def _render_task(
             num_frames=num_frames,
             fitting=None if part.kind == "image" else fitting,  # an image travels as its file's bytes
             pages=part.pages,
+            password=password,
         )
         out.extend(_part_rows(part, job, set(raw["stored"]), tasks, timeout, task_id))
     return out
