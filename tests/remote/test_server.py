@@ -224,7 +224,10 @@ def test_64_concurrent_clients(server: Server, tiny_encoder: VLM2VecEncoder):
 
 
 def test_full_queue_answers_503_and_the_client_retries(fresh_server, tiny_encoder: VLM2VecEncoder):  # type: ignore[no-untyped-def]
-    srv = fresh_server("--max-queue", "2", "--max-batch-size", "2", "--max-wait-ms", "1000")
+    # The batcher holds what it collects for a batch (up to 64 items, 0.8 s) and counts it as waiting until the
+    # batch closes, so any third request within one such window finds the queue of 2 full, however slowly the
+    # requests arrive (a batch of 2 closed at once, and under load no request ever found the queue full).
+    srv = fresh_server("--max-queue", "2", "--max-batch-size", "64", "--max-wait-ms", "800")
     bodies = [
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _png((100 + i, 80))}}]}]}
         for i in range(12)
@@ -237,7 +240,7 @@ def test_full_queue_answers_503_and_the_client_retries(fresh_server, tiny_encode
     assert busy and all(r.headers["retry-after"] == "1" for r in busy)
     assert all(r.status_code in (200, 503) for r in responses)
     images = [Image.new("RGB", (100 + i, 80), (200, 10, 10)) for i in range(12)]
-    got = RemoteEncoder(srv.url, api_key=API_KEYS[0], max_concurrency=12, backoff=0.1).encode(images)
+    got = RemoteEncoder(srv.url, api_key=API_KEYS[0], max_concurrency=12, backoff=0.1, max_retries=30).encode(images)
     np.testing.assert_allclose(got, tiny_encoder.encode(images), atol=TOL)
 
 
