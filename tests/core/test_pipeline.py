@@ -20,7 +20,17 @@ from test_pdf_hardening import _claiming
 from mediafixtures import make_image, make_pdf, make_video, write_raw_pdf
 from vlm2vec_core.encoders.fake import FakeEncoder
 from vlm2vec_core.index.indexer import INFLIGHT_PER_WORKER, index_paths
-from vlm2vec_core.index.pipeline import Fitting, ReadJob, fitting_of, page_ranges, pdf_page_count, read_items
+from vlm2vec_core.index.pipeline import (
+    Fitting,
+    ReadJob,
+    clip_ranges,
+    count_items,
+    file_parts,
+    fitting_of,
+    page_ranges,
+    pdf_page_count,
+    read_items,
+)
 from vlm2vec_core.index.store import ChromaStore
 from vlm2vec_core.media.documents import file_digest
 
@@ -320,6 +330,51 @@ def test_a_long_pdf_is_read_in_page_ranges_and_stored_as_a_whole_file_run_stores
     assert [e.item.metadata() for e in ranged] == [e.item.metadata() for e in entries[8:16]]  # page_count 30
     for a, b in zip(ranged, entries[8:16], strict=True):
         assert a.input.image.tobytes() == b.input.image.tobytes()  # type: ignore[union-attr]
+
+
+def test_clip_ranges_split_long_videos_and_the_last_runs_to_the_end() -> None:
+    assert clip_ranges(None) == [None] and clip_ranges(8) == [None]
+    assert clip_ranges(20) == [(0, 8), (8, 16), (16, None)]  # a header that says too little loses no clip
+
+
+def test_a_long_video_is_read_in_clip_ranges_and_stored_as_a_whole_file_run_stores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    video = make_video(folder / "long.mp4", seconds=20, fps=10, size=(96, 64))
+    make_video(folder / "short.mp4", seconds=2, fps=10, size=(96, 64), seed=1)
+    (count,) = count_items([(str(video), "video")], clip_seconds=1.0)
+    assert count == 20 and len(file_parts("video", count)) == 3  # clips 0-7, 8-15, 16-: jobs for every worker
+    from vlm2vec_core.index import indexer
+
+    planned: list[tuple[str, int]] = []
+    real = indexer.file_parts
+
+    def recorded(kind: str, n: int | None) -> Any:
+        parts = real(kind, n)
+        planned.append((kind, len(parts)))
+        return parts
+
+    monkeypatch.setattr(indexer, "file_parts", recorded)
+    inline, store0 = _index(folder, FakeEncoder(), tmp_path, "inline", workers=0)
+    pooled, store2 = _index(folder, FakeEncoder(), tmp_path, "pooled", workers=2)
+    assert sorted(planned) == [("video", 1), ("video", 3)]  # the workers got the long video as 3 jobs
+    assert inline.errors == pooled.errors == [] and inline.items == pooled.items == {"clip": 22}
+    ids0, vectors0, metas0 = _stored(store0)
+    ids2, vectors2, metas2 = _stored(store2)
+    assert ids2 == ids0 and metas2 == metas0
+    for item_id in ids0:
+        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
+    assert [(r.source, r.items) for r in store2.files()] == [(r.source, r.items) for r in store0.files()]
+    whole = ReadJob(str(video), file_digest(video), str(tmp_path / "cache"), 36, 1.0, fitting=fitting_of(FakeEncoder()))
+    entries = [e for batch in read_items(whole) for e in batch.events]
+    for clips, expected in (((8, 16), entries[8:16]), ((16, None), entries[16:])):
+        ranged = [e for batch in read_items(replace(whole, clips=clips)) for e in batch.events]
+        assert [e.item.metadata() for e in ranged] == [e.item.metadata() for e in expected]
+        for a, b in zip(ranged, expected, strict=True):
+            frames_a, frames_b = a.input.video.frames, b.input.video.frames  # type: ignore[union-attr]
+            assert [f.tobytes() for f in frames_a] == [f.tobytes() for f in frames_b]
 
 
 @pytest.mark.parametrize("hidden", [False, True])

@@ -89,6 +89,19 @@ def test_one_second_clips(video3: Path) -> None:
         assert all(f.mode == "RGB" and f.size == (160, 120) for f in clip.frames)
 
 
+def test_a_range_of_clips_is_those_clips_of_a_whole_run(video3: Path) -> None:
+    whole = list(video_clips(video3, clip_seconds=1.0))
+    for chosen, expected in (((1, 2), whole[1:2]), ((1, None), whole[1:]), ((0, 99), whole), ((3, None), [])):
+        got = list(video_clips(video3, clip_seconds=1.0, clips=chosen))
+        assert [(c.index, c.start, c.end, c.frame_indices) for c in got] == [
+            (c.index, c.start, c.end, c.frame_indices) for c in expected
+        ]
+        for a, b in zip(got, expected, strict=True):
+            assert [f.tobytes() for f in a.frames] == [f.tobytes() for f in b.frames]
+    with pytest.raises(ValueError, match="first <= stop"):
+        video_clips(video3, clips=(2, 1))
+
+
 def test_clip_frames_show_their_own_second(video3: Path) -> None:
     """Each clip's frames come from its own second (the background colour changes every second)."""
     for k, clip in enumerate(video_clips(video3, clip_seconds=1.0)):

@@ -257,10 +257,10 @@ def risky(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return docs
 
 
-def read_by(records: list[logging.LogRecord]) -> list[tuple[str, tuple[int, ...] | None, str]]:
-    """(file name, pages, Ray task id) of each file or range the driver took in, from its debug log."""
+def read_by(records: list[logging.LogRecord]) -> list[tuple[str, tuple[int | None, ...] | None, str]]:
+    """(file name, pages or clips, Ray task id) of each file or range the driver took in, from its debug log."""
     return [
-        (Path(r.ray_part.source).name, r.ray_part.pages, r.ray_task)  # type: ignore[attr-defined]
+        (Path(r.ray_part.source).name, r.ray_part.pages or r.ray_part.clips, r.ray_task)  # type: ignore[attr-defined]
         for r in records
         if hasattr(r, "ray_task")
     ]
@@ -307,6 +307,7 @@ def parts_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for n in range(4):
         make_image(docs / f"image{n}.png", seed=10 + n)
     make_pdf(docs / "short.pdf", 2, size=(200, 260), seed=5)
+    make_video(docs / "long.mp4", seconds=10, fps=10, size=(96, 64), seed=6)  # 5 clips of 2 s
     return docs
 
 
@@ -320,8 +321,9 @@ def test_a_long_pdf_split_over_tasks_and_small_files_grouped_give_the_one_machin
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """items_per_task=4: the 10-page PDF is read by three tasks (pages 1-4, 5-8, 9-10), the four images by one;
-    the ids, metadata, vectors and ledger are index_paths', and Ray warns of nothing deprecated in our calls."""
+    """items_per_task=4: the 10-page PDF is read by three tasks (pages 1-4, 5-8, 9-10), the 5-clip video by two
+    (clips 1-4, 5-), the four images by one; the ids, metadata, vectors and ledger are index_paths', and Ray warns
+    of nothing deprecated in our calls."""
     reference = ChromaStore.open(db=tmp_path / "reference")
     index_paths([parts_corpus], tiny_encoder, reference, cache_dir=cache, **OPTIONS)
     caplog.set_level(logging.DEBUG, logger="vlm2vec_core.index.distributed")
@@ -329,8 +331,8 @@ def test_a_long_pdf_split_over_tasks_and_small_files_grouped_give_the_one_machin
         warnings.simplefilter("always")
         report = ray_index(chroma_server, "parts", parts_corpus, tiny_model_dir, cache, items_per_task=4)
     assert not [w for w in caught if Path(w.filename).name == "distributed.py"], [str(w.message) for w in caught]
-    assert not report.errors and report.files_indexed == 6
-    assert dict(report.items) == {"page": 12, "image": 4}
+    assert not report.errors and report.files_indexed == 7
+    assert dict(report.items) == {"page": 12, "image": 4, "clip": 5}
     store = ChromaStore.open(url=chroma_server.url, collection="parts")
     assert_same(store, reference)
     assert ledger(store) == ledger(reference)
@@ -340,7 +342,9 @@ def test_a_long_pdf_split_over_tasks_and_small_files_grouped_give_the_one_machin
     assert len({task for _, task in ranges}) == 3
     images = {task for name, _, task in read if name.startswith("image")}
     assert len(images) == 1 and not images & {task for _, task in ranges}
-    assert len(read) == 3 + 4 + 1  # the ranges, the images, the short PDF: each taken in once
+    clips = sorted((span or (), task) for name, span, task in read if name == "long.mp4")
+    assert [span for span, _ in clips] == [(0, 4), (4, None)] and len({task for _, task in clips}) == 2
+    assert len(read) == 3 + 2 + 4 + 1  # the page ranges, the clip ranges, the images, the short PDF: once each
 
 
 def test_the_plan_splits_long_pdfs_and_groups_small_files() -> None:
@@ -351,7 +355,7 @@ def test_the_plan_splits_long_pdfs_and_groups_small_files() -> None:
         ("short.pdf", "d4", "pdf"),
         ("talk.mp4", "d5", "video"),
         ("lying.pdf", "d6", "pdf"),  # a page tree that cannot be trusted: read whole, alone
-        ("film.mp4", "d7", "video"),  # more clips than a task's share: alone (a video is never split)
+        ("film.mp4", "d7", "video"),  # more clips than a task's share: ranges of clips, the last to its end
         ("c.png", "d8", "image"),
     ]
     plan = plan_tasks(files, [40, 1, 1, 3, 2, None, 20, 1], items_per_task=16)
@@ -362,11 +366,12 @@ def test_the_plan_splits_long_pdfs_and_groups_small_files() -> None:
         [Part("a.png", "d2", "image"), Part("b.png", "d3", "image"), Part("short.pdf", "d4", "pdf"),
          Part("talk.mp4", "d5", "video")],
         [Part("lying.pdf", "d6", "pdf")],
-        [Part("film.mp4", "d7", "video")],
+        [Part("film.mp4", "d7", "video", 0, clips=(0, 16))],
+        [Part("film.mp4", "d7", "video", 1, clips=(16, None))],
         [Part("c.png", "d8", "image")],
     ]  # fmt: skip
     assert [len(task) for task in plan_tasks(files[1:3] * 20, [1, 1] * 20, items_per_task=16)] == [16, 16, 8]
-    assert plan[1][0].span == "pages 17-32"
+    assert plan[1][0].span == "pages 17-32" and plan[5][0].span == "clips 1-16" and plan[6][0].span == "clips 17-"
 
 
 def test_the_ledger_records_a_split_file_once_every_range_is_in_whatever_the_order(tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ The work splits the way Ray Data splits a batch-inference job:
   the store's ledger holds, and asks the store which items of a half-indexed file it has already;
 * small Ray tasks count the pages of the PDFs and the clips of the videos (32 files a task; an image is one
   item and is not opened);
-* Ray CPU tasks render about ``items_per_task`` items each: a PDF longer than that is split into ranges of
-  that many pages, one range a task; smaller files are grouped several to a task. A task reads its files (or
-  its range) one after the other in a decoding process its Ray worker keeps (``vlm2vec_core.media.isolate``,
-  running the one-machine pipeline's ``read_items``), so a file that crashes its decoder or runs past
-  ``file_timeout`` costs that file only: the process is replaced and the task goes on with its other files.
+* Ray CPU tasks render about ``items_per_task`` items each: a PDF or a video longer than that is split into
+  ranges of that many pages or clips, one range a task; smaller files are grouped several to a task. A task
+  reads its files (or its range) one after the other in a decoding process its Ray worker keeps
+  (``vlm2vec_core.media.isolate``, running the one-machine pipeline's ``read_items``), so a file that crashes
+  its decoder or runs past ``file_timeout`` costs that file only: the process is replaced and the task goes
+  on with its other files.
   It yields one row per item carrying its id, its metadata and what to embed, then one row per file or range
   with their count and the problems met;
 * actors embed the rows (``map_batches`` with a callable class: one model load per actor), on a GPU each when
@@ -48,7 +49,7 @@ from ..errors import InputError, require_extra
 from ..media.documents import default_cache_dir
 from ..media.isolate import WorkerPool
 from .indexer import IndexReport, check_store, plan_files, task_for_kind
-from .pipeline import COUNT_BATCH, DEPTH, Entry, ReadJob, count_items, fitting_of, page_ranges, read_items, sampler_args
+from .pipeline import COUNT_BATCH, DEPTH, Entry, ReadJob, count_items, file_parts, fitting_of, read_items, sampler_args
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def index_with_ray(
 
     ``items_per_task``: pages, clips and images a render task (``num_cpus_per_render`` CPUs) is given: a PDF
     with more pages is split into ranges of that many (when its page count can be trusted), smaller files are
-    grouped to about that many items a task; a video is one task's (it is read from start to end).
+    grouped to about that many items a task; a video of more clips, into ranges of clips the same way.
     ``file_timeout``: seconds of work a render task may spend on one file or range before the worker process
     decoding it is killed (the file is then reported; None: no limit). ``password``: tried on every encrypted
     PDF (it travels to the render tasks with their arguments). ``ray_address``: the cluster to join
@@ -246,17 +247,23 @@ def _stored_ids(store: VectorStore, digests: Sequence[str]) -> dict[str, list[st
 
 @dataclass(frozen=True)
 class Part:
-    """A file, or a range of a PDF's pages, as a render task reads it (in its Ray worker's decoding process)."""
+    """A file, a range of a PDF's pages or a range of a video's clips, as a render task reads it (in its Ray
+    worker's decoding process)."""
 
     source: str
     digest: str
     kind: str  # the file's: pdf, video or image
     index: int = 0  # its place among the file's parts
     pages: tuple[int, ...] | None = None  # None: the whole file
+    clips: tuple[int, int | None] | None = None  # a video's clips first to stop - 1 (stop None: to its end)
 
     @property
     def span(self) -> str | None:
-        """``pages 17-32`` for a range, None for a whole file (where errors are located)."""
+        """``pages 17-32`` or ``clips 17-32`` (1-based) for a range, None for a whole file (where errors are
+        located)."""
+        if self.clips is not None:
+            first, stop = self.clips
+            return f"clips {first + 1}-" + ("" if stop is None else str(stop))
         if self.pages is None:
             return None
         first, last = self.pages[0], self.pages[-1]
@@ -269,18 +276,19 @@ def plan_tasks(
     """The render tasks for ``files`` (``(source, digest, file kind)``, each with its counted items, None
     where they could not be counted), each a list of parts, in file order.
 
-    A PDF of more than ``items_per_task`` pages gets one task per range of that many pages (the one-machine
-    pipeline's ``page_ranges``). A file whose items could not be counted (a PDF whose page tree does not hold
-    what it claims, read whole; a video of unknown length) gets a task of its own, as does a file of at least
+    A PDF of more than ``items_per_task`` pages, or a video of more clips, gets one task per range of that many
+    pages or clips (the one-machine pipeline's ``file_parts``). A file whose items could not be counted (a PDF
+    whose page tree does not hold what it claims, read whole; a video of unknown length) gets a task of its
+    own, as does a file of at least
     ``items_per_task`` items. The others are grouped in order, several to a task, up to ``items_per_task``
     items a task."""
     tasks: list[list[Part]] = []
     group: list[Part] = []
     held = 0
     for (source, digest, what), count in zip(files, counts, strict=True):
-        ranges = page_ranges(count, size=items_per_task) if what == "pdf" else [None]
+        ranges = file_parts(what, count, pages=items_per_task, clips=items_per_task)
         if len(ranges) > 1:
-            tasks.extend([Part(source, digest, what, n, pages)] for n, pages in enumerate(ranges))
+            tasks.extend([Part(source, digest, what, n, pages, clips)] for n, (pages, clips) in enumerate(ranges))
             continue
         weight = items_per_task if count is None else max(1, count)
         if group and held + weight > items_per_task:
@@ -411,6 +419,7 @@ def _packed(task: list[Part], stored: Mapping[str, list[str]]) -> str:
                 "kind": p.kind,
                 "index": p.index,
                 "pages": None if p.pages is None else list(p.pages),
+                "clips": None if p.clips is None else list(p.clips),
                 "stored": stored.get(p.digest, []),
             }
             for p in task
@@ -450,7 +459,8 @@ def _render_task(
     task_id = ray.get_runtime_context().get_task_id() or ""
     out: list[dict[str, Any]] = []
     for raw in json.loads(row["parts"]):
-        part = Part(raw["source"], raw["digest"], raw["kind"], raw["index"], _pages(raw["pages"]))
+        clips = None if raw["clips"] is None else (int(raw["clips"][0]), raw["clips"][1])
+        part = Part(raw["source"], raw["digest"], raw["kind"], raw["index"], _pages(raw["pages"]), clips)
         job = ReadJob(
             part.source,
             part.digest,
@@ -461,6 +471,7 @@ def _render_task(
             num_frames=num_frames,
             fitting=None if part.kind == "image" else fitting,  # an image travels as its file's bytes
             pages=part.pages,
+            clips=part.clips,
             password=password,
         )
         out.extend(_part_rows(part, job, set(raw["stored"]), tasks, timeout, task_id))

@@ -38,8 +38,8 @@ from .pipeline import (
     ReadJob,
     auto_workers,
     count_items,
+    file_parts,
     fitting_of,
-    page_ranges,
     read_items,
     sampler_args,
 )
@@ -329,9 +329,9 @@ def _index_in_workers(
         run.progress.set_total(sum(n or 0 for n in counts))
         run.progress.restart_clock()
         plan = (
-            (position, ReadJob(source, digest, **base, pages=pages))
+            (position, ReadJob(source, digest, **base, pages=pages, clips=clips))
             for position, ((source, digest, what), n) in enumerate(zip(todo, counts, strict=True))
-            for pages in (page_ranges(n) if what == "pdf" else [None])
+            for pages, clips in file_parts(what, n)
         )
         queue = _JobQueue(pool, plan, window=4 * workers, timeout=timeout)
         for position, (source, digest, _) in enumerate(todo):

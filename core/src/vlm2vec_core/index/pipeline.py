@@ -8,8 +8,9 @@ fitted, model-size pixels travel back. The parent takes the items in file order,
 chunks the in-process path makes, and embeds and stores each chunk while the workers prepare the next ones,
 with a bounded number of items in flight.
 
-A PDF whose page count the workers could read is split into ranges of pages, so one long PDF keeps every
-core busy (when ``iter_items`` takes ``pages``); a video is read by one worker from start to end.
+A PDF whose page count the workers could read is split into ranges of pages, and a video whose length they
+could read into ranges of clips, so one long PDF or video keeps every core busy (each range gives the items a
+run over the whole file gives: same ids, times and frames).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ log = logging.getLogger(__name__)
 UNIT = 4  # items a worker sends at a time
 DEPTH = 2  # messages a job may compute ahead of the parent
 RANGE_PAGES = UNIT * DEPTH  # pages per job of a split PDF: a job ends within what it may run ahead
+RANGE_CLIPS = UNIT * DEPTH  # clips per job of a split video (each job probes the file's timeline again: ~50 ms
+# for 18,000 frames)
 COUNT_BATCH = 32  # files counted per worker call
 MIN_BYTES_PER_PAGE = 32  # a page count the file is too small to hold is not trusted for splitting
+MIN_BYTES_PER_CLIP = 256  # nor a clip count (a header's duration) the file is too small to hold
 MAX_WORKERS = 32
 
 
@@ -95,6 +99,7 @@ class ReadJob:
     num_frames: int | None = None
     fitting: Fitting | None = None
     pages: tuple[int, ...] | None = None
+    clips: tuple[int, int | None] | None = None  # a video's clips first to stop - 1 (stop None: to the end)
     password: str | None = None  # for encrypted PDFs
 
 
@@ -120,6 +125,8 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
     errors: list[InputError] = []
     sampler = clip_sampler(job.family, job.num_frames) if job.family is not None else None
     extra: dict[str, Any] = {"pages": list(job.pages)} if job.pages is not None else {}
+    if job.clips is not None:
+        extra["clips"] = job.clips
     fitter = _PageFitter(job.fitting) if job.fitting is not None else None
     items = iter_items(
         Path(job.path),
@@ -254,7 +261,11 @@ def _clip_count(path: str, clip_seconds: float) -> int | None:
     if not (math.isfinite(seconds) and seconds > 0):
         return None
     clips = math.ceil(seconds / clip_seconds)
-    return clips if clips <= 1_000_000 else None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    return clips if clips <= min(1_000_000, size // MIN_BYTES_PER_CLIP + 1) else None
 
 
 # -- the parent's side -----------------------------------------------------------------------------------------
@@ -270,3 +281,24 @@ def page_ranges(count: int | None, *, size: int = RANGE_PAGES) -> list[tuple[int
     if count is None or count <= size or not takes_pages():
         return [None]
     return [tuple(range(start, min(start + size, count + 1))) for start in range(1, count + 1, size)]
+
+
+def clip_ranges(count: int | None, *, size: int = RANGE_CLIPS) -> list[tuple[int, int | None] | None]:
+    """The clip ranges ``(first, stop)`` a video of about ``count`` clips (from its header) is read in; the last
+    runs to the end, whatever the header said. ``[None]`` (the whole file) when it is not split."""
+    if count is None or count <= size:
+        return [None]
+    starts = list(range(0, count, size))
+    return [(start, start + size) for start in starts[:-1]] + [(starts[-1], None)]
+
+
+def file_parts(
+    kind: str, count: int | None, *, pages: int = RANGE_PAGES, clips: int = RANGE_CLIPS
+) -> list[tuple[tuple[int, ...] | None, tuple[int, int | None] | None]]:
+    """The parts ``(pages, clips)`` a file of ``kind`` with ``count`` items is read in, one job each: a long
+    PDF's page ranges, a long video's clip ranges, else the whole file ``(None, None)``."""
+    if kind == "pdf":
+        return [(p, None) for p in page_ranges(count, size=pages)]
+    if kind == "video":
+        return [(None, c) for c in clip_ranges(count, size=clips)]
+    return [(None, None)]

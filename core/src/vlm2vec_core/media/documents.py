@@ -503,6 +503,7 @@ def iter_items(
     digest: str | None = None,
     sampler: Callable[[int], list[int]] | None = None,
     pages: Iterable[int] | None = None,
+    clips: tuple[int, int | None] | None = None,
     fit: Callable[[Image.Image], Image.Image | None] | None = None,
 ) -> Iterator[Item]:
     """Stream a file as items: a PDF's pages, a video's clips, or an image; page and clip thumbnails (for
@@ -512,9 +513,11 @@ def iter_items(
     ``sampler`` (frame count -> indices) picks each clip's frames instead of ``num_frames`` by VLM2Vec's rule: a
     model family's, see :func:`clip_sampler`. ``pages``: for a PDF, only these 1-based pages (in that order), as
     the same items (ids, ``page_count``, cache files) a run over the whole file gives them; ignored for videos
-    and images. A page out of range is reported like a bad page. ``fit``: called with each page's render
-    before its thumbnail is made; a smaller copy it returns (the page fitted to the model's size, which the
-    caller keeps; None: none) is what the thumbnail is shrunk from (see :func:`cache_thumbnail`)."""
+    and images. A page out of range is reported like a bad page. ``clips=(first, stop)``: for a video, only its
+    clips ``first`` to ``stop - 1`` (0-based, ``stop`` None: to the end), as the same items a whole run gives
+    (see :func:`~vlm2vec_core.media.video.video_clips`); ignored for PDFs and images. ``fit``: called with each
+    page's render before its thumbnail is made; a smaller copy it returns (the page fitted to the model's size,
+    which the caller keeps; None: none) is what the thumbnail is shrunk from (see :func:`cache_thumbnail`)."""
     from .pdf import pdf_pages
     from .video import video_clips
 
@@ -562,15 +565,16 @@ def iter_items(
                 dpi=dpi,
             )
     elif kind == "video":
-        clips = video_clips(
+        found = video_clips(
             source,
             clip_seconds=clip_seconds,
             stride_seconds=stride_seconds,
             num_frames=num_frames,
             errors=errors,
             sampler=sampler,
+            clips=clips,
         )
-        for clip in clips:
+        for clip in found:
             span = f"t{clip.start:.3f}-{clip.end:.3f}"
             middle = clip.frames[len(clip.frames) // 2]
             try:

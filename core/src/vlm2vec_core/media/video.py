@@ -128,6 +128,7 @@ def video_clips(
     num_frames: int = 8,
     errors: list[InputError] | None = None,
     sampler: Sampler | None = None,
+    clips: tuple[int, int | None] | None = None,
 ) -> Generator[VideoClip, None, None]:
     """Yield the video at ``path`` as clips of ``clip_seconds``, one every ``stride_seconds`` (default:
     ``clip_seconds``, so no overlap).
@@ -142,6 +143,9 @@ def video_clips(
     iteration carries on with the next clip (or yields nothing for a bad file). A run of consecutive clips that
     fail to decode is one error (its location spans them); a file that holds fewer frames than its header declares
     (truncated) yields the clips it holds, then one error naming the time it stops at.
+
+    ``clips=(first, stop)``: only clips ``first`` to ``stop - 1`` (0-based; ``stop`` None: to the end), the same
+    clips (times, frames, indices) a run over the whole video gives them, so that workers can share a long video.
     """
     stride = clip_seconds if stride_seconds is None else stride_seconds
     if not clip_seconds > 0:
@@ -150,7 +154,10 @@ def video_clips(
         raise ValueError(f"stride_seconds must be positive, got {stride_seconds!r}")
     _check_num_frames(num_frames)
     pick = sampler or _default_sampler(num_frames)
-    return _iter_clips(Path(path), float(clip_seconds), float(stride), pick, errors)
+    first, stop = clips if clips is not None else (0, None)
+    if first < 0 or (stop is not None and stop < first):
+        raise ValueError(f"clips must be (first, stop) with 0 <= first <= stop, got {clips!r}")
+    return _iter_clips(Path(path), float(clip_seconds), float(stride), pick, errors, (first, stop))
 
 
 def read_video_frames(
@@ -215,7 +222,12 @@ def _check_num_frames(num_frames: int) -> None:
 
 
 def _iter_clips(
-    source: Path, clip_seconds: float, stride: float, pick: Sampler, errors: list[InputError] | None
+    source: Path,
+    clip_seconds: float,
+    stride: float,
+    pick: Sampler,
+    errors: list[InputError] | None,
+    chosen: tuple[int, int | None] = (0, None),
 ) -> Generator[VideoClip, None, None]:
     try:
         reader, count = _open(source)
@@ -236,10 +248,12 @@ def _iter_clips(
             report(err, errors)
             return
         spans = list(_clip_spans(timeline.duration, clip_seconds, stride))
-        wanted = [_clip_frame_indices(timeline, start, end, pick) for start, end in spans]
+        first, stop = chosen
+        numbered = list(enumerate(spans))[first:stop]
+        wanted = [_clip_frame_indices(timeline, start, end, pick) for _, (start, end) in numbered]
         reader.plan(i for indices in wanted for i in indices)
         failed = _FailedRun(source)
-        for index, ((start, end), indices) in enumerate(zip(spans, wanted, strict=True)):
+        for (index, (start, end)), indices in zip(numbered, wanted, strict=True):
             try:
                 frames = _decode(reader, source, indices, location=f"{start:.2f}-{end:.2f} s")
             except InputError as err:
