@@ -356,10 +356,21 @@ def test_a_long_video_is_read_in_clip_ranges_and_stored_as_a_whole_file_run_stor
         planned.append((kind, len(parts)))
         return parts
 
+    started: list[int] = []
+
+    class Pool(indexer.WorkerPool):  # type: ignore[name-defined,misc]
+        def __init__(self, workers: int, **kw: Any) -> None:
+            started.append(workers)
+            super().__init__(workers, **kw)
+
     monkeypatch.setattr(indexer, "file_parts", recorded)
+    monkeypatch.setattr(indexer, "WorkerPool", Pool)
     inline, store0 = _index(folder, FakeEncoder(), tmp_path, "inline", workers=0)
     pooled, store2 = _index(folder, FakeEncoder(), tmp_path, "pooled", workers=2)
     assert sorted(planned) == [("video", 1), ("video", 3)]  # the workers got the long video as 3 jobs
+    alone, _ = _index(video, FakeEncoder(), tmp_path, "alone", workers=2)
+    assert alone.items == {"clip": 20}
+    assert started == [2, 2]  # one long video alone gets the two workers too (it makes three jobs, not one)
     assert inline.errors == pooled.errors == [] and inline.items == pooled.items == {"clip": 22}
     ids0, vectors0, metas0 = _stored(store0)
     ids2, vectors2, metas2 = _stored(store2)

@@ -297,8 +297,9 @@ def _picklable(*values: Any) -> bool:
 
 
 def _job_estimate(todo: list[tuple[str, str, str]]) -> int:
-    """An upper bound on the jobs the files make (a PDF may be split): no more workers than that are started."""
-    return sum(1_000 if what == "pdf" else 1 for _, _, what in todo)
+    """An upper bound on the jobs the files make (a PDF or a video may be split): no more workers than that are
+    started."""
+    return sum(1 if what == "image" else 1_000 for _, _, what in todo)
 
 
 def _index_in_process(todo: list[tuple[str, str, str]], run: _Run, options: dict[str, Any]) -> None:
