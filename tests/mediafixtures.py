@@ -401,3 +401,21 @@ def forge_avi_rate(path: str | Path, scale: int, rate: int) -> Path:
     strh = avi_strh_offset(path)
     patch_u32(path, strh + 20, scale, big_endian=False)
     return patch_u32(path, strh + 24, rate, big_endian=False)
+
+
+def slow_pdf(path: Path, draws: int = 200_000, side: int = 64) -> Path:
+    """A valid one-page PDF that draws one image ``draws`` times: 20 KB that take pdfium a minute or more."""
+    import zlib
+
+    pixels = zlib.compress(bytes(range(256)) * (side * side * 3 // 256))
+    content = zlib.compress(b"q 612 0 0 792 0 0 cm /Im0 Do Q\n" * draws, 9)
+    image = b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 5 0 R >> >> "
+        b"/Contents 4 0 R >>",
+        b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        image % (side, side) + b" /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels + b"\nendstream",
+    ]
+    return write_raw_pdf(path, objects)

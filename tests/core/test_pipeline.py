@@ -17,7 +17,7 @@ import pytest
 from test_isolation import forged_avi
 from test_pdf_hardening import _claiming
 
-from mediafixtures import make_image, make_pdf, make_video, write_raw_pdf
+from mediafixtures import make_image, make_pdf, make_video, slow_pdf
 from vlm2vec_core.encoders.fake import FakeEncoder
 from vlm2vec_core.index.indexer import INFLIGHT_PER_WORKER, index_paths
 from vlm2vec_core.index.pipeline import (
@@ -35,24 +35,6 @@ from vlm2vec_core.index.store import ChromaStore
 from vlm2vec_core.media.documents import file_digest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def slow_pdf(path: Path, draws: int = 200_000, side: int = 64) -> Path:
-    """A valid one-page PDF that draws one image ``draws`` times: 20 KB that take pdfium a minute or more."""
-    import zlib
-
-    pixels = zlib.compress(bytes(range(256)) * (side * side * 3 // 256))
-    content = zlib.compress(b"q 612 0 0 792 0 0 cm /Im0 Do Q\n" * draws, 9)
-    image = b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8"
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 5 0 R >> >> "
-        b"/Contents 4 0 R >>",
-        b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        image % (side, side) + b" /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels + b"\nendstream",
-    ]
-    return write_raw_pdf(path, objects)
 
 
 def descendants() -> list[tuple[int, str]]:

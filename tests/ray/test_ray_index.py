@@ -11,14 +11,13 @@ import sys
 import threading
 import time
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from mediafixtures import make_image, make_pdf, make_video, write_raw_pdf
+from mediafixtures import make_image, make_pdf, make_video, slow_pdf
 from vlm2vec_core.index.indexer import IndexReport, index_paths
 from vlm2vec_core.index.store import ChromaStore
 
@@ -182,22 +181,6 @@ def test_remote_servers_into_the_embedded_store(
         assert ours[item_id][0] == meta
         np.testing.assert_allclose(ours[item_id][1], vector, atol=1e-5)
     assert ledger(store) == ledger(reference)
-
-
-def slow_pdf(path: Path, draws: int = 200_000, side: int = 64) -> Path:
-    """A valid one-page PDF that draws one image ``draws`` times: 20 KB that take pdfium a minute or more."""
-    pixels = zlib.compress(bytes(range(256)) * (side * side * 3 // 256))
-    content = zlib.compress(b"q 612 0 0 792 0 0 cm /Im0 Do Q\n" * draws, 9)
-    image = b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8"
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 5 0 R >> >> "
-        b"/Contents 4 0 R >>",
-        b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        image % (side, side) + b" /Filter /FlateDecode /Length %d >>\nstream\n" % len(pixels) + pixels + b"\nendstream",
-    ]
-    return write_raw_pdf(path, objects)
 
 
 def holders(name: str) -> list[int]:
