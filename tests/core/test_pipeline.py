@@ -73,6 +73,19 @@ def _stored(store: ChromaStore) -> tuple[list[str], dict[str, np.ndarray], dict[
     return list(got["ids"]), vectors, metas
 
 
+def _assert_same_index(store0: ChromaStore, store2: ChromaStore) -> None:
+    """The same items stored in the same order, with the same metadata, vectors and ledger."""
+    ids0, vectors0, metas0 = _stored(store0)
+    ids2, vectors2, metas2 = _stored(store2)
+    assert ids2 == ids0  # the same items, stored in the same order
+    assert metas2 == metas0
+    for item_id in ids0:
+        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
+    assert [(r.source, r.digest, r.items) for r in store2.files()] == [
+        (r.source, r.digest, r.items) for r in store0.files()
+    ]
+
+
 def _corpus(folder: Path, pages: int = 20, seconds: float = 3.0) -> Path:
     folder.mkdir()
     make_pdf(folder / "a.pdf", pages, size=(200, 260))
@@ -96,15 +109,7 @@ def test_workers_store_what_in_process_indexing_stores_with_the_tiny_checkpoint(
     pooled, store2 = _index(folder, tiny_encoder, tmp_path, "pooled", workers=2)
     assert inline.errors == pooled.errors == []
     assert inline.items == pooled.items and pooled.items == {"page": 23, "clip": 3, "image": 1}
-    ids0, vectors0, metas0 = _stored(store0)
-    ids2, vectors2, metas2 = _stored(store2)
-    assert ids2 == ids0  # the same items, stored in the same order
-    assert metas2 == metas0
-    for item_id in ids0:
-        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
-    assert [(r.source, r.digest, r.items) for r in store2.files()] == [
-        (r.source, r.digest, r.items) for r in store0.files()
-    ]
+    _assert_same_index(store0, store2)
     again, _ = _index(folder, tiny_encoder, tmp_path, "pooled", workers=2)
     assert again.files_unchanged == 4 and not again.items
     assert not descendants()
@@ -299,12 +304,7 @@ def test_a_long_pdf_is_read_in_page_ranges_and_stored_as_a_whole_file_run_stores
         inline, store0 = _index(folder, encoder, tmp_path, f"inline-{name}", workers=0)
         pooled, store2 = _index(folder, encoder, tmp_path, f"pooled-{name}", workers=2)
         assert inline.errors == pooled.errors == [] and inline.items == pooled.items == {"page": 33}
-        ids0, vectors0, metas0 = _stored(store0)
-        ids2, vectors2, metas2 = _stored(store2)
-        assert ids2 == ids0 and metas2 == metas0
-        for item_id in ids0:
-            np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
-        assert [(r.source, r.items) for r in store2.files()] == [(r.source, r.items) for r in store0.files()]
+        _assert_same_index(store0, store2)
     whole = ReadJob(str(pdf), file_digest(pdf), str(tmp_path / "cache"), 36, 10.0, fitting=fitting_of(FakeEncoder()))
     part = replace(whole, pages=tuple(range(9, 17)))
     entries = [e for batch in read_items(whole) for e in batch.events]
@@ -354,12 +354,7 @@ def test_a_long_video_is_read_in_clip_ranges_and_stored_as_a_whole_file_run_stor
     assert alone.items == {"clip": 20}
     assert started == [2, 2]  # one long video alone gets the two workers too (it makes three jobs, not one)
     assert inline.errors == pooled.errors == [] and inline.items == pooled.items == {"clip": 22}
-    ids0, vectors0, metas0 = _stored(store0)
-    ids2, vectors2, metas2 = _stored(store2)
-    assert ids2 == ids0 and metas2 == metas0
-    for item_id in ids0:
-        np.testing.assert_array_equal(vectors2[item_id], vectors0[item_id], err_msg=item_id)
-    assert [(r.source, r.items) for r in store2.files()] == [(r.source, r.items) for r in store0.files()]
+    _assert_same_index(store0, store2)
     whole = ReadJob(str(video), file_digest(video), str(tmp_path / "cache"), 36, 1.0, fitting=fitting_of(FakeEncoder()))
     entries = [e for batch in read_items(whole) for e in batch.events]
     for clips, expected in (((8, 16), entries[8:16]), ((16, None), entries[16:])):
