@@ -314,6 +314,16 @@ def test_a_long_pdf_is_read_in_page_ranges_and_stored_as_a_whole_file_run_stores
         assert a.input.image.tobytes() == b.input.image.tobytes()  # type: ignore[union-attr]
 
 
+def test_an_encrypted_pdf_is_counted_with_its_password_so_it_can_be_split(tmp_path: Path) -> None:
+    from mediafixtures import make_encrypted_pdf
+
+    pdf = make_encrypted_pdf(tmp_path / "secret.pdf", "s3cret", n_pages=12)
+    assert pdf_page_count(str(pdf)) is None  # cannot be opened: read whole, where the loader says why
+    assert pdf_page_count(str(pdf), password="s3cret") == 12
+    assert count_items([(str(pdf), "pdf")], 10.0, "s3cret") == [12]
+    assert len(file_parts("pdf", 12)) == 2
+
+
 def test_clip_ranges_split_long_videos_and_the_last_runs_to_the_end() -> None:
     assert clip_ranges(None) == [None] and clip_ranges(8) == [None]
     assert clip_ranges(20) == [(0, 8), (8, 16), (16, None)]  # a header that says too little loses no clip

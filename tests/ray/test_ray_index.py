@@ -433,14 +433,14 @@ def test_cli_on_ray_opens_an_encrypted_pdf_with_the_password_split_over_tasks(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """`--password` reaches the render tasks, and `--items-per-task 2` splits a 5-page PDF into 3 ranges (an
-    encrypted PDF is read whole: its page count is not read without the password)."""
+    """`--password` reaches the counting and render tasks, and `--items-per-task 2` splits a 5-page PDF into 3
+    ranges, the encrypted one too once its password is given."""
     from mediafixtures import make_encrypted_pdf
     from vlm2vec_core.apps.cli import main
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    make_encrypted_pdf(docs / "secret.pdf", "s3cret", n_pages=2)
+    make_encrypted_pdf(docs / "secret.pdf", "s3cret", n_pages=5)
     make_pdf(docs / "plain.pdf", n_pages=5)
     common = [str(docs), "--ray", "--db", str(tmp_path / "db"), "--model", str(tiny_model_dir), "--dpi", "36"]
     common += ["--cache-dir", str(tmp_path / "cache"), "--items-per-task", "2"]
@@ -450,8 +450,12 @@ def test_cli_on_ray_opens_an_encrypted_pdf_with_the_password_split_over_tasks(
     assert sum("plain.pdf" in m for m in reads) == 3, reads  # the driver took plain.pdf in as 3 ranges
     out = capsys.readouterr()
     assert "secret.pdf" in out.err and "--password" in out.err
-    assert main(["index", *common, "--password", "s3cret"]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="vlm2vec_core.index.distributed"):
+        assert main(["index", *common, "--password", "s3cret"]) == 0
+    reads = [r.getMessage() for r in caplog.records if "read by Ray task" in r.getMessage()]
+    assert sum("secret.pdf" in m for m in reads) == 3, reads  # counted with the password: split as well
     out = capsys.readouterr()
-    assert "embedded 2 pages from 1 file(s)" in out.out, out.out  # plain.pdf was stored by the first run
+    assert "embedded 5 pages from 1 file(s)" in out.out, out.out  # plain.pdf was stored by the first run
     store = ChromaStore.open(db=tmp_path / "db")
-    assert sorted((Path(r.source).name, r.items) for r in store.files()) == [("plain.pdf", 5), ("secret.pdf", 2)]
+    assert sorted((Path(r.source).name, r.items) for r in store.files()) == [("plain.pdf", 5), ("secret.pdf", 5)]

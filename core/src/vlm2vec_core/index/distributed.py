@@ -304,11 +304,15 @@ def plan_tasks(
     return tasks
 
 
-def _count_files(pairs: list[tuple[str, str]], clip_seconds: float, timeout: float | None) -> list[int | None]:
+def _count_files(
+    pairs: list[tuple[str, str]], clip_seconds: float, timeout: float | None, password: str | None
+) -> list[int | None]:
     """A Ray task: the items of ``(path, file kind)`` pairs, read from their headers in a decoding process (a
     header that crashes it or hangs makes the whole batch unknown: those files are then read whole)."""
     try:
-        job = _decoder().submit(count_items, pairs, clip_seconds, source=pairs[0][0], timeout=timeout, depth=1)
+        job = _decoder().submit(
+            count_items, pairs, clip_seconds, password, source=pairs[0][0], timeout=timeout, depth=1
+        )
         counts: list[int | None] = job.result()
     except InputError as err:
         log.info("could not count the items of %d file(s) (%s)", len(pairs), err.reason)
@@ -317,7 +321,11 @@ def _count_files(pairs: list[tuple[str, str]], clip_seconds: float, timeout: flo
 
 
 def _counted(
-    files: Sequence[tuple[str, str, str]], clip_seconds: float, timeout: float | None, num_cpus: float
+    files: Sequence[tuple[str, str, str]],
+    clip_seconds: float,
+    timeout: float | None,
+    num_cpus: float,
+    password: str | None = None,
 ) -> list[int | None]:
     """Each file's item count, the PDFs and videos counted in Ray tasks (an image is one item)."""
     import ray
@@ -328,7 +336,9 @@ def _counted(
         return counts
     task = ray.remote(_count_files).options(num_cpus=num_cpus)
     batches = [wanted[i : i + COUNT_BATCH] for i in range(0, len(wanted), COUNT_BATCH)]
-    refs = [task.remote([(files[n][0], files[n][2]) for n in batch], clip_seconds, timeout) for batch in batches]
+    refs = [
+        task.remote([(files[n][0], files[n][2]) for n in batch], clip_seconds, timeout, password) for batch in batches
+    ]
     for batch, ref in zip(batches, refs, strict=True):
         try:
             got = ray.get(ref)
@@ -381,7 +391,9 @@ def _run(
             else:
                 first[digest] = (source, what)
         files = [(source, digest, what) for digest, (source, what) in first.items()]
-        counts = _counted(files, render_args["clip_seconds"], render_args["timeout"], num_cpus_per_render)
+        counts = _counted(
+            files, render_args["clip_seconds"], render_args["timeout"], num_cpus_per_render, render_args["password"]
+        )
         bar.set_total(sum(n or 0 for n in counts))
         plan = plan_tasks(files, counts, items_per_task)
         parts: dict[str, list[Part]] = {}

@@ -304,7 +304,8 @@ def _job_estimate(todo: list[tuple[str, str, str]]) -> int:
 
 def _index_in_process(todo: list[tuple[str, str, str]], run: _Run, options: dict[str, Any]) -> None:
     """``workers=0``: each file read, rendered and embedded in this process, chunk by chunk."""
-    run.progress.set_total(sum(n or 0 for n in count_items([(s, w) for s, _, w in todo], options["clip_seconds"])))
+    pairs = [(s, w) for s, _, w in todo]
+    run.progress.set_total(sum(n or 0 for n in count_items(pairs, options["clip_seconds"], options["password"])))
     run.progress.restart_clock()
     sampler = clip_sampler(run.encoder)
     for source, digest, _ in todo:
@@ -326,7 +327,7 @@ def _index_in_workers(
     base = {"cache_dir": str(options["cache_dir"]), "dpi": options["dpi"], "clip_seconds": options["clip_seconds"]}
     base |= {"family": family, "num_frames": num_frames, "fitting": fitting, "password": options["password"]}
     with WorkerPool(workers, max_inflight=INFLIGHT_PER_WORKER * workers + 4) as pool:
-        counts = _counted(pool, todo, options["clip_seconds"], timeout)
+        counts = _counted(pool, todo, options["clip_seconds"], timeout, options["password"])
         run.progress.set_total(sum(n or 0 for n in counts))
         run.progress.restart_clock()
         plan = (
@@ -368,13 +369,18 @@ def _index_in_workers(
 
 
 def _counted(
-    pool: WorkerPool, todo: list[tuple[str, str, str]], clip_seconds: float, timeout: float | None
+    pool: WorkerPool,
+    todo: list[tuple[str, str, str]],
+    clip_seconds: float,
+    timeout: float | None,
+    password: str | None = None,
 ) -> list[int | None]:
     """Each file's item count, read in the workers (None where it cannot be told, or its reader crashed)."""
     pairs = [(source, what) for source, _, what in todo]
     batches = [pairs[i : i + COUNT_BATCH] for i in range(0, len(pairs), COUNT_BATCH)]
     jobs = [
-        pool.submit(count_items, batch, clip_seconds, source=batch[0][0], timeout=timeout, depth=1) for batch in batches
+        pool.submit(count_items, batch, clip_seconds, password, source=batch[0][0], timeout=timeout, depth=1)
+        for batch in batches
     ]
     counts: list[int | None] = []
     for batch, job in zip(batches, jobs, strict=True):

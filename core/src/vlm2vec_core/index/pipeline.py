@@ -197,22 +197,23 @@ def _input_of(item: Item, prepared: Prepared) -> Input:
     return Input(image=prepared.image)
 
 
-def count_items(files: Sequence[tuple[str, str]], clip_seconds: float) -> list[int | None]:
-    """Items each ``(path, file kind)`` will give, read cheaply from its header (None: cannot tell)."""
-    return [_count(path, kind, clip_seconds) for path, kind in files]
+def count_items(files: Sequence[tuple[str, str]], clip_seconds: float, password: str | None = None) -> list[int | None]:
+    """Items each ``(path, file kind)`` will give, read cheaply from its header (None: cannot tell); ``password``
+    opens encrypted PDFs."""
+    return [_count(path, kind, clip_seconds, password) for path, kind in files]
 
 
-def _count(path: str, kind: str, clip_seconds: float) -> int | None:
+def _count(path: str, kind: str, clip_seconds: float, password: str | None) -> int | None:
     if kind == "image":
         return 1
     if kind == "pdf":
-        return pdf_page_count(path)
+        return pdf_page_count(path, password=password)
     if kind == "video":
         return _clip_count(path, clip_seconds)
     return None
 
 
-def pdf_page_count(path: str) -> int | None:
+def pdf_page_count(path: str, *, password: str | None = None) -> int | None:
     """The pages a PDF holds, when its page tree says so too (its last page loads, and no fewer page objects show
     in its bytes) and the file is large enough to hold that many pages; else None: such a file is read whole,
     where the loader reports what is wrong with its page tree once."""
@@ -222,7 +223,7 @@ def pdf_page_count(path: str) -> int | None:
 
     try:
         size = os.path.getsize(path)
-        document = pypdfium2.PdfDocument(path)
+        document = pypdfium2.PdfDocument(path, password=password)
     except (pypdfium2.PdfiumError, OSError):
         return None
     try:
@@ -236,7 +237,7 @@ def pdf_page_count(path: str) -> int | None:
     finally:
         document.close()
     try:
-        held = page_count(path)  # a forged page tree's claim is checked against the page objects
+        held = page_count(path, password=password)  # a forged page tree's claim is checked against the page objects
     except InputError:
         return None
     return claimed if held == claimed else None
