@@ -15,7 +15,6 @@ run over the whole file gives: same ids, times and frames).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -124,9 +123,6 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
     loader met in between, in order."""
     errors: list[InputError] = []
     sampler = clip_sampler(job.family, job.num_frames) if job.family is not None else None
-    extra: dict[str, Any] = {"pages": list(job.pages)} if job.pages is not None else {}
-    if job.clips is not None:
-        extra["clips"] = job.clips
     fitter = _PageFitter(job.fitting) if job.fitting is not None else None
     items = iter_items(
         Path(job.path),
@@ -138,7 +134,8 @@ def read_items(job: ReadJob) -> Iterator[Batch]:
         sampler=sampler,
         fit=fitter,
         password=job.password,
-        **extra,
+        pages=job.pages,
+        clips=job.clips,
     )
     seen = 0
     batch = Batch()
@@ -272,14 +269,9 @@ def _clip_count(path: str, clip_seconds: float) -> int | None:
 # -- the parent's side -----------------------------------------------------------------------------------------
 
 
-def takes_pages() -> bool:
-    """Whether ``iter_items`` can read a range of a PDF's pages (then long PDFs are split across workers)."""
-    return "pages" in inspect.signature(iter_items).parameters
-
-
 def page_ranges(count: int | None, *, size: int = RANGE_PAGES) -> list[tuple[int, ...] | None]:
     """The page ranges a PDF of ``count`` pages is read in: ``[None]`` (the whole file) when it is not split."""
-    if count is None or count <= size or not takes_pages():
+    if count is None or count <= size:
         return [None]
     return [tuple(range(start, min(start + size, count + 1))) for start in range(1, count + 1, size)]
 
