@@ -49,7 +49,17 @@ from ..errors import InputError, require_extra
 from ..media.documents import default_cache_dir
 from ..media.isolate import WorkerPool
 from .indexer import IndexReport, check_store, plan_files, task_for_kind
-from .pipeline import COUNT_BATCH, DEPTH, Entry, ReadJob, count_items, file_parts, fitting_of, read_items, sampler_args
+from .pipeline import (
+    COUNT_BATCH,
+    DEPTH,
+    Entry,
+    ReadJob,
+    count_in_workers,
+    file_parts,
+    fitting_of,
+    read_items,
+    sampler_args,
+)
 from .store import ChromaStore, FileRecord, VectorStore, is_chroma_collection
 
 log = logging.getLogger(__name__)
@@ -307,17 +317,9 @@ def plan_tasks(
 def _count_files(
     pairs: list[tuple[str, str]], clip_seconds: float, timeout: float | None, password: str | None
 ) -> list[int | None]:
-    """A Ray task: the items of ``(path, file kind)`` pairs, read from their headers in a decoding process (a
-    header that crashes it or hangs makes the whole batch unknown: those files are then read whole)."""
-    try:
-        job = _decoder().submit(
-            count_items, pairs, clip_seconds, password, source=pairs[0][0], timeout=timeout, depth=1
-        )
-        counts: list[int | None] = job.result()
-    except InputError as err:
-        log.info("could not count the items of %d file(s) (%s)", len(pairs), err.reason)
-        return [None] * len(pairs)
-    return counts
+    """A Ray task: the items of ``(path, file kind)`` pairs, read from their headers in this worker's decoding
+    process (a header that crashes it or hangs makes the whole batch unknown: those files are then read whole)."""
+    return count_in_workers(_decoder(), pairs, clip_seconds, timeout, password)
 
 
 def _counted(

@@ -31,12 +31,12 @@ from ..errors import InputError
 from ..media.documents import Item, clip_sampler, default_cache_dir, file_digest, iter_items, kind_of, walk
 from ..media.isolate import Job, WorkerPool
 from .pipeline import (
-    COUNT_BATCH,
     DEPTH,
     Batch,
     Entry,
     ReadJob,
     auto_workers,
+    count_in_workers,
     count_items,
     file_parts,
     fitting_of,
@@ -327,7 +327,8 @@ def _index_in_workers(
     base = {"cache_dir": str(options["cache_dir"]), "dpi": options["dpi"], "clip_seconds": options["clip_seconds"]}
     base |= {"family": family, "num_frames": num_frames, "fitting": fitting, "password": options["password"]}
     with WorkerPool(workers, max_inflight=INFLIGHT_PER_WORKER * workers + 4) as pool:
-        counts = _counted(pool, todo, options["clip_seconds"], timeout, options["password"])
+        pairs = [(source, what) for source, _, what in todo]
+        counts = count_in_workers(pool, pairs, options["clip_seconds"], timeout, options["password"])
         run.progress.set_total(sum(n or 0 for n in counts))
         run.progress.restart_clock()
         plan = (
@@ -366,30 +367,6 @@ def _index_in_workers(
                 run.report.errors.extend(errors)
             else:
                 run.finish_file(source, digest, total, kept, errors)
-
-
-def _counted(
-    pool: WorkerPool,
-    todo: list[tuple[str, str, str]],
-    clip_seconds: float,
-    timeout: float | None,
-    password: str | None = None,
-) -> list[int | None]:
-    """Each file's item count, read in the workers (None where it cannot be told, or its reader crashed)."""
-    pairs = [(source, what) for source, _, what in todo]
-    batches = [pairs[i : i + COUNT_BATCH] for i in range(0, len(pairs), COUNT_BATCH)]
-    jobs = [
-        pool.submit(count_items, batch, clip_seconds, password, source=batch[0][0], timeout=timeout, depth=1)
-        for batch in batches
-    ]
-    counts: list[int | None] = []
-    for batch, job in zip(batches, jobs, strict=True):
-        try:
-            counts.extend(job.result())
-        except InputError as err:
-            log.info("could not count the items of %d file(s) (%s)", len(batch), err.reason)
-            counts.extend([None] * len(batch))
-    return counts
 
 
 class _JobQueue:

@@ -21,13 +21,16 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..media.documents import Item, clip_sampler, iter_items
 from ..media.prepare import MediaLimits, Prepared, prepare_or_error
 from ..tasks import as_instruction
 from ..types import Input, Page, VideoClip
+
+if TYPE_CHECKING:
+    from ..media.isolate import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +201,31 @@ def count_items(files: Sequence[tuple[str, str]], clip_seconds: float, password:
     """Items each ``(path, file kind)`` will give, read cheaply from its header (None: cannot tell); ``password``
     opens encrypted PDFs."""
     return [_count(path, kind, clip_seconds, password) for path, kind in files]
+
+
+def count_in_workers(
+    pool: WorkerPool,
+    files: Sequence[tuple[str, str]],
+    clip_seconds: float,
+    timeout: float | None,
+    password: str | None = None,
+) -> list[int | None]:
+    """:func:`count_items` of ``(path, file kind)`` pairs in the processes of ``pool``,
+    ``COUNT_BATCH`` files a job: a header that crashes its worker or hangs leaves that batch uncounted (None),
+    and those files are then read whole."""
+    batches = [files[i : i + COUNT_BATCH] for i in range(0, len(files), COUNT_BATCH)]
+    jobs = [
+        pool.submit(count_items, batch, clip_seconds, password, source=batch[0][0], timeout=timeout, depth=1)
+        for batch in batches
+    ]
+    counts: list[int | None] = []
+    for batch, job in zip(batches, jobs, strict=True):
+        try:
+            counts.extend(job.result())
+        except InputError as err:
+            log.info("could not count the items of %d file(s) (%s)", len(batch), err.reason)
+            counts.extend([None] * len(batch))
+    return counts
 
 
 def _count(path: str, kind: str, clip_seconds: float, password: str | None) -> int | None:
