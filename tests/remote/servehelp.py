@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from procs import Service
 
@@ -36,3 +37,14 @@ class Server(Service):
     def start(self, timeout: float = 90.0) -> Server:
         super().start(timeout)
         return self
+
+
+def planned_requests(
+    enc: Any, inputs: list[Any], instruction: Any, batch_size: int
+) -> list[tuple[Any, dict[str, Any]]]:
+    """The requests ``RemoteEncoder.encode`` would send for ``inputs`` (its items and body each), built without
+    sending them (the server is never contacted when the encoder knows its family)."""
+    from vlm2vec_core.tasks import as_instruction
+
+    items = enc._checked_inputs(inputs, batch_size)
+    return list(enc._jobs(items, as_instruction(instruction), batch_size, None, [], lambda n: None))

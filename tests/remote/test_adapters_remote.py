@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 from PIL import Image
-from servehelp import API_KEYS, Server
+from servehelp import API_KEYS, Server, planned_requests
 
 from vlm2vec_core import VLM2VecEncoder
 from vlm2vec_core.encoders.remote import RemoteEncoder
@@ -43,7 +43,7 @@ def test_llamaindex_embedding_over_the_remote_encoder(server: Server, tiny_encod
 
 def test_the_client_sends_images_already_fitted_and_compressed():
     big = Image.new("RGB", (2400, 1800), (200, 30, 30))
-    _, jobs = RemoteEncoder("http://127.0.0.1:9", max_retries=0, family="vlm2vec-v2")._plan([big], None, 8, None)
+    jobs = planned_requests(RemoteEncoder("http://127.0.0.1:9", max_retries=0, family="vlm2vec-v2"), [big], None, 8)
     ((_, body),) = jobs
     url = body["messages"][0]["content"][0]["image_url"]["url"]
     sent = Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2])))

@@ -1,7 +1,8 @@
 """The request bodies RemoteEncoder builds have the shape of vLLM's documented embeddings requests (fixtures).
 
-No server: the bodies come from ``RemoteEncoder._plan`` and the fixtures are vLLM's own examples (see each
-file's "comment"). Our server's parser must take vLLM's bodies too, once media are data: URLs.
+No server: the bodies come from ``RemoteEncoder._jobs`` (``servehelp.planned_requests``) and the fixtures are
+vLLM's own examples (see each file's "comment"). Our server's parser must take vLLM's bodies too, once media are
+data: URLs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from servehelp import planned_requests
 
 from vlm2vec_core.encoders.remote import RemoteEncoder
 from vlm2vec_core.encoders.wire import RequestError, decode_image, parse_request
@@ -32,7 +34,7 @@ def fixture(name: str) -> dict[str, Any]:
 def our_bodies(inputs: list[Any], task: str, role: str, **kwargs: Any) -> list[dict[str, Any]]:
     enc = RemoteEncoder("http://127.0.0.1:9", family="vlm2vec-v2", **kwargs)  # never contacted
     try:
-        _, jobs = enc._plan(inputs, resolve_instruction(task, role), 32, None)  # type: ignore[arg-type]
+        jobs = planned_requests(enc, inputs, resolve_instruction(task, role), 32)
         return [enc._with_defaults(body) for _, body in jobs]
     finally:
         enc.close()

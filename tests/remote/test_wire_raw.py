@@ -7,6 +7,7 @@ import base64
 import numpy as np
 import pytest
 from PIL import Image
+from servehelp import planned_requests
 
 from vlm2vec_core.encoders.remote import RemoteEncoder, normalise_url
 from vlm2vec_core.encoders.wire import (
@@ -85,7 +86,7 @@ def test_the_client_sends_png_unless_the_server_lists_raw() -> None:
         assert enc.wire_format() == "png"
         enc._reference = ("embedding", {"id": "m", "media_formats": ["png", "jpeg", "raw"]})
         assert enc.wire_format() == "raw"
-        _, jobs = enc._plan([page], resolve_instruction("visdoc", "document"), 8, None)
+        jobs = planned_requests(enc, [page], resolve_instruction("visdoc", "document"), 8)
         ((_, body),) = jobs
         assert body["messages"][0]["content"][0]["image_url"]["url"].startswith(RAW_PREFIX)
         assert RemoteEncoder("http://127.0.0.1:9", media_format="png").wire_format() == "png"

@@ -641,28 +641,6 @@ class RemoteEncoder(HttpService, PresetMixin):
             raise TypeError("encode takes a list of inputs; wrap a single string in a list")
         return list(inputs)
 
-    def _plan(
-        self,
-        inputs: Sequence[Any],
-        instruction: Instruction | str | None,
-        batch_size: int,
-        errors: list[InputError] | None,
-    ) -> tuple[list[int], list[Job]]:
-        """Every request ``inputs`` become, at once (the good inputs' indices, and the requests): what the
-        encode paths send as they go."""
-        order: list[int] = []
-        jobs = list(
-            self._jobs(
-                self._checked_inputs(inputs, batch_size),
-                as_instruction(instruction),
-                batch_size,
-                errors,
-                order,
-                lambda n: None,
-            )
-        )
-        return order, jobs
-
     def _jobs(
         self,
         items: list[Any],
